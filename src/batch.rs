@@ -1,0 +1,228 @@
+//! Objects -> requests within Datadog's limits: at most 1000 objects and 5 MB of JSON each.
+//!
+//! [`build`] runs a chunk through the decoder and the mapper, writing each object straight into
+//! the JSON array of the current [`Batch`] and starting a new one when the next object would
+//! break a limit. Each batch keeps the byte range of every object, so a request that Datadog
+//! refuses (400, 413) can be split and resent ([`Batch::subset`]).
+
+use crate::decode::{self, Item};
+use crate::map::{Mapped, Mapper, Scratch};
+
+/// Most objects Datadog accepts in one request.
+pub const MAX_OBJECTS: usize = 1000;
+/// Most bytes of uncompressed JSON Datadog accepts in one request.
+pub const MAX_BYTES: usize = 5_000_000;
+
+/// One request's worth of log objects: a JSON array and the ranges of its elements.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The JSON array, `[{...},{...}]`.
+    pub json: Vec<u8>,
+    /// Byte ranges of each object in `json`.
+    pub objects: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// True when the batch holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// The JSON text of object `i`.
+    pub fn object(&self, i: usize) -> &[u8] {
+        let (a, b) = self.objects[i];
+        &self.json[a..b]
+    }
+
+    /// A new batch holding objects `range` of this one.
+    pub fn subset(&self, range: std::ops::Range<usize>) -> Batch {
+        let mut out = Batch::default();
+        out.json.push(b'[');
+        for i in range {
+            if !out.objects.is_empty() {
+                out.json.push(b',');
+            }
+            let a = out.json.len();
+            out.json.extend_from_slice(self.object(i));
+            out.objects.push((a, out.json.len()));
+        }
+        out.json.push(b']');
+        out
+    }
+}
+
+/// What building the batches of a chunk found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildStats {
+    /// Log records decoded.
+    pub records: u64,
+    /// OpenTelemetry group markers skipped.
+    pub markers: u64,
+    /// Malformed stretches of the chunk skipped.
+    pub malformed: u64,
+    /// Messages cut to fit Datadog's 1 MB log limit.
+    pub truncated: u64,
+    /// Records dropped because they could not fit 1 MB even with an empty message.
+    pub too_large: u64,
+    /// Offset and reason of the first malformed stretch, for the log line.
+    pub first_malformed: Option<(usize, &'static str)>,
+}
+
+/// Cuts a stream of objects into batches.
+#[derive(Debug, Default)]
+pub struct Batcher {
+    done: Vec<Batch>,
+    cur: Batch,
+    obj_start: usize,
+}
+
+impl Batcher {
+    /// Opens a new object slot and returns the buffer to write it into.
+    pub fn begin(&mut self) -> &mut Vec<u8> {
+        let json = &mut self.cur.json;
+        json.push(if json.is_empty() { b'[' } else { b',' });
+        self.obj_start = json.len();
+        json
+    }
+
+    /// Drops the object slot opened by [`Batcher::begin`].
+    pub fn abort(&mut self) {
+        self.cur.json.truncate(self.obj_start - 1);
+    }
+
+    /// Accepts the object written since [`Batcher::begin`], moving it to a new batch when it
+    /// would take the current one past a limit.
+    pub fn commit(&mut self) {
+        let end = self.cur.json.len();
+        let fits = self.cur.objects.len() < MAX_OBJECTS && end < MAX_BYTES;
+        if fits || self.cur.objects.is_empty() {
+            self.cur.objects.push((self.obj_start, end));
+            return;
+        }
+        let obj = self.cur.json[self.obj_start..end].to_vec();
+        self.cur.json.truncate(self.obj_start - 1);
+        self.cur.json.push(b']');
+        self.done.push(std::mem::take(&mut self.cur));
+        self.cur.json.push(b'[');
+        self.cur.json.extend_from_slice(&obj);
+        self.cur.objects.push((1, self.cur.json.len()));
+    }
+
+    /// Closes the last batch and returns them all.
+    pub fn finish(mut self) -> Vec<Batch> {
+        if !self.cur.objects.is_empty() {
+            self.cur.json.push(b']');
+            self.done.push(self.cur);
+        }
+        self.done
+    }
+}
+
+/// Decodes `chunk`, maps every record and cuts the objects into batches.
+pub fn build(
+    chunk: &[u8],
+    tag: &str,
+    mapper: &Mapper,
+    scratch: &mut Scratch,
+) -> (Vec<Batch>, BuildStats) {
+    let mut stats = BuildStats::default();
+    let mut batcher = Batcher::default();
+    for item in decode::chunk(chunk) {
+        match item {
+            Item::Record(rec) => {
+                stats.records += 1;
+                let out = batcher.begin();
+                match mapper.write(&rec, tag, scratch, out) {
+                    Mapped::Written { truncated } => {
+                        stats.truncated += truncated as u64;
+                        batcher.commit();
+                    }
+                    Mapped::TooLarge { .. } => {
+                        stats.too_large += 1;
+                        batcher.abort();
+                    }
+                }
+            }
+            Item::GroupMarker => stats.markers += 1,
+            Item::Malformed { offset, reason, .. } => {
+                stats.malformed += 1;
+                stats.first_malformed.get_or_insert((offset, reason));
+            }
+        }
+    }
+    (batcher.finish(), stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(b: &mut Batcher, obj: &[u8]) {
+        b.begin().extend_from_slice(obj);
+        b.commit();
+    }
+
+    #[test]
+    fn splits_at_1000_objects() {
+        let mut b = Batcher::default();
+        for _ in 0..2500 {
+            push(&mut b, b"{\"a\":1}");
+        }
+        let batches = b.finish();
+        let sizes: Vec<usize> = batches.iter().map(Batch::len).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        for batch in &batches {
+            let v: serde_json::Value = serde_json::from_slice(&batch.json).unwrap();
+            assert_eq!(v.as_array().unwrap().len(), batch.len());
+        }
+    }
+
+    #[test]
+    fn splits_before_5_mb() {
+        let big = format!("{{\"m\":\"{}\"}}", "x".repeat(900_000));
+        let mut b = Batcher::default();
+        for _ in 0..12 {
+            push(&mut b, big.as_bytes());
+        }
+        let batches = b.finish();
+        assert!(batches.len() >= 3);
+        for batch in &batches {
+            assert!(batch.json.len() <= MAX_BYTES, "{}", batch.json.len());
+            let v: serde_json::Value = serde_json::from_slice(&batch.json).unwrap();
+            assert_eq!(v.as_array().unwrap().len(), batch.len());
+        }
+        assert_eq!(batches.iter().map(Batch::len).sum::<usize>(), 12);
+    }
+
+    #[test]
+    fn abort_leaves_valid_json() {
+        let mut b = Batcher::default();
+        push(&mut b, b"{}");
+        b.begin().extend_from_slice(b"{\"half");
+        b.abort();
+        push(&mut b, b"{\"b\":2}");
+        let batches = b.finish();
+        assert_eq!(batches[0].json, b"[{},{\"b\":2}]");
+        let mut b = Batcher::default();
+        b.begin();
+        b.abort();
+        assert!(b.finish().is_empty());
+    }
+
+    #[test]
+    fn subset_rebuilds_an_array() {
+        let mut b = Batcher::default();
+        for i in 0..5 {
+            push(&mut b, format!("{{\"i\":{i}}}").as_bytes());
+        }
+        let batch = b.finish().remove(0);
+        let s = batch.subset(1..3);
+        assert_eq!(s.json, b"[{\"i\":1},{\"i\":2}]");
+        assert_eq!(s.object(1), b"{\"i\":2}");
+    }
+}

@@ -1,0 +1,776 @@
+//! `mock_intake`: a stand-in for the Datadog log intake (`POST /api/v2/logs`).
+//!
+//! Used by the integration tests (spawned as a child process, see
+//! `tests/common/mock.rs`) and by docker compose. It validates requests the
+//! way Datadog does (API key, compression, size and entry limits, JSON shape),
+//! records the accepted log objects, and can be told over HTTP to inject
+//! faults (error statuses, delays) so retry behaviour can be tested.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo run --bin mock_intake -- --addr 127.0.0.1:8080 --print
+//! ```
+//!
+//! The first line on stdout is always `mock_intake listening on http://IP:PORT`
+//! (the real port when `--addr` used port 0).
+//!
+//! Endpoints:
+//! - `POST /api/v2/logs`: the intake. 202 `{}` on success; 401 (no key),
+//!   403 (wrong key), 415 (unknown `Content-Encoding`), 400 (bad body,
+//!   duplicate keys), 413 (> 5 000 000 bytes decompressed or > 1000 entries).
+//! - `GET /api/v1/validate`: 200 `{"valid":true}` or 403.
+//! - `POST /mock/rules` with `{"rules":[RULE,...]}`: replace the fault rules.
+//! - `POST /mock/reset`: clear rules, recorded objects and counters.
+//! - `GET /mock/received`: everything recorded so far, as JSON.
+//! - `GET /mock/health`: 200 `{"status":"ok"}`.
+//!
+//! A RULE has optional fields `status`, `delay_ms`, `times`, `every`, `after`,
+//! `over_bytes`, `poison`, `path` (default `/api/v2/logs`) and `body`; see
+//! [`Rule`]. The API key is never echoed or logged.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value, json};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+const LOGS_PATH: &str = "/api/v2/logs";
+const VALIDATE_PATH: &str = "/api/v1/validate";
+/// Datadog's limit on the uncompressed payload size.
+const MAX_DECOMPRESSED: usize = 5_000_000;
+/// Datadog's limit on the number of entries in one payload.
+const MAX_ENTRIES: usize = 1000;
+/// Upper bound on the bytes read off the wire for one request.
+const MAX_WIRE: usize = 64 * 1024 * 1024;
+/// Upper bound on a control request body (`/mock/rules`).
+const MAX_CONTROL_BODY: usize = 1024 * 1024;
+const WORKERS: usize = 16;
+/// Request headers copied into the request log.
+const LOGGED_HEADERS: [&str; 4] = [
+    "user-agent",
+    "dd-evp-origin",
+    "dd-evp-origin-version",
+    "content-type",
+];
+
+const USAGE: &str = "\
+mock_intake: mock Datadog log intake for tests
+
+USAGE: mock_intake [--addr HOST:PORT] [--api-key KEY] [--print] [--quiet]
+
+  --addr HOST:PORT  address to bind (env MOCK_INTAKE_ADDR, default 127.0.0.1:8080; port 0 = any)
+  --api-key KEY     the only accepted DD-API-KEY (env MOCK_INTAKE_API_KEY; default: any non-empty key)
+  --print           print every accepted log object as a JSON line on stdout (env MOCK_INTAKE_PRINT=1)
+  --quiet           do not log requests on stderr (env MOCK_INTAKE_QUIET=1)
+  --help            show this help
+
+Control API: POST /mock/rules {\"rules\":[...]}, POST /mock/reset, GET /mock/received";
+
+// ---------------------------------------------------------------- configuration
+
+struct Config {
+    addr: String,
+    api_key: Option<String>,
+    print: bool,
+    quiet: bool,
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name)
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// Parses the command line (environment variables give the defaults).
+/// `Ok(None)` means `--help` was requested.
+fn parse_config(mut args: impl Iterator<Item = String>) -> Result<Option<Config>, String> {
+    let mut config = Config {
+        addr: std::env::var("MOCK_INTAKE_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into()),
+        api_key: std::env::var("MOCK_INTAKE_API_KEY").ok(),
+        print: env_flag("MOCK_INTAKE_PRINT"),
+        quiet: env_flag("MOCK_INTAKE_QUIET"),
+    };
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{what} needs a value"))
+        };
+        match name.as_str() {
+            "--addr" => config.addr = value("--addr")?,
+            "--api-key" => config.api_key = Some(value("--api-key")?),
+            "--print" => config.print = true,
+            "--quiet" => config.quiet = true,
+            "-h" | "--help" => return Ok(None),
+            _ => return Err(format!("unknown argument `{arg}`")),
+        }
+    }
+    config.api_key = config
+        .api_key
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    Ok(Some(config))
+}
+
+// ---------------------------------------------------------------- fault rules
+
+/// One fault-injection rule; all conditions present must hold for it to match.
+#[derive(Debug, Clone)]
+struct Rule {
+    /// Answer this status (with `body`) instead of processing the request.
+    status: Option<u16>,
+    /// Sleep this long before answering (or before processing normally).
+    delay: Option<Duration>,
+    /// Remaining uses; `None` = unlimited.
+    times: Option<u64>,
+    /// Matches only when the request sequence number is a multiple of this.
+    every: Option<u64>,
+    /// Matches only when the request sequence number is greater than this.
+    after: Option<u64>,
+    /// Matches only when the decompressed body is larger than this.
+    over_bytes: Option<usize>,
+    /// Matches only when the decompressed body contains this substring.
+    poison: Option<String>,
+    path: String,
+    body: String,
+}
+
+fn parse_rule(v: &Value) -> Result<Rule, String> {
+    let obj = v.as_object().ok_or("a rule must be a JSON object")?;
+    let uint = |key: &str| -> Result<Option<u64>, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("rule field `{key}` must be a non-negative integer")),
+        }
+    };
+    let string = |key: &str| -> Result<Option<String>, String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("rule field `{key}` must be a string")),
+        }
+    };
+    const KNOWN: [&str; 9] = [
+        "status",
+        "delay_ms",
+        "times",
+        "every",
+        "after",
+        "over_bytes",
+        "poison",
+        "path",
+        "body",
+    ];
+    if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(format!("unknown rule field `{k}`"));
+    }
+    let status = match uint("status")? {
+        None => None,
+        Some(s @ 100..=599) => Some(s as u16),
+        Some(s) => return Err(format!("rule status {s} is not an HTTP status")),
+    };
+    let every = uint("every")?;
+    if every == Some(0) {
+        return Err("rule field `every` must be at least 1".into());
+    }
+    let path = string("path")?.unwrap_or_else(|| LOGS_PATH.into());
+    if path != LOGS_PATH && path != VALIDATE_PATH {
+        return Err(format!("rule path must be {LOGS_PATH} or {VALIDATE_PATH}"));
+    }
+    Ok(Rule {
+        status,
+        delay: uint("delay_ms")?.map(Duration::from_millis),
+        times: uint("times")?,
+        every,
+        after: uint("after")?,
+        over_bytes: uint("over_bytes")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        poison: string("poison")?,
+        path,
+        body: string("body")?.unwrap_or_else(|| r#"{"errors":["injected"]}"#.into()),
+    })
+}
+
+/// Parses `{"rules":[...]}` (a bare array is accepted too).
+fn parse_rules(body: &[u8]) -> Result<Vec<Rule>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let list = match &v {
+        Value::Array(a) => a,
+        Value::Object(o) => match o.get("rules") {
+            Some(Value::Array(a)) => a,
+            _ => return Err("expected {\"rules\":[...]}".into()),
+        },
+        _ => return Err("expected {\"rules\":[...]}".into()),
+    };
+    list.iter().map(parse_rule).collect()
+}
+
+/// What the request body looks like to the rule matcher.
+#[derive(Clone, Copy)]
+enum BodyView<'a> {
+    /// No body (validate requests) or an undecodable one.
+    Unknown,
+    /// Decompressed body exceeded the size cap.
+    TooLarge,
+    Decoded(&'a [u8]),
+}
+
+impl Rule {
+    fn matches(&self, path: &str, seq: u64, body: BodyView<'_>) -> bool {
+        if self.path != path || self.times == Some(0) {
+            return false;
+        }
+        if self.every.is_some_and(|k| seq % k != 0) || self.after.is_some_and(|a| seq <= a) {
+            return false;
+        }
+        if let Some(n) = self.over_bytes {
+            let big = match body {
+                BodyView::TooLarge => true,
+                BodyView::Decoded(b) => b.len() > n,
+                BodyView::Unknown => false,
+            };
+            if !big {
+                return false;
+            }
+        }
+        if let Some(p) = &self.poison {
+            let hit = match body {
+                BodyView::Decoded(b) => {
+                    p.is_empty() || b.windows(p.len()).any(|w| w == p.as_bytes())
+                }
+                _ => false,
+            };
+            if !hit {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+// ---------------------------------------------------------------- body decoding
+
+/// Why a body could not be used: the HTTP status to answer, and a message.
+#[derive(Debug)]
+struct BodyError {
+    status: u16,
+    msg: String,
+}
+
+impl BodyError {
+    fn new(status: u16, msg: String) -> BodyError {
+        BodyError { status, msg }
+    }
+}
+
+/// Reads at most `limit` bytes of the request body.
+fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut buf = Vec::new();
+    req.as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| BodyError::new(400, format!("cannot read request body: {e}")))?;
+    if buf.len() > limit {
+        return Err(BodyError::new(
+            413,
+            format!("request body over {limit} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Decompresses `wire` per `Content-Encoding`, never inflating past the cap.
+fn decode_body(encoding: &str, wire: &[u8]) -> Result<Vec<u8>, BodyError> {
+    let reader: Box<dyn Read + '_> = match encoding {
+        "" | "identity" => Box::new(wire),
+        "gzip" | "x-gzip" => Box::new(MultiGzDecoder::new(wire)),
+        // HTTP "deflate" is zlib-wrapped, but raw deflate is common too.
+        "deflate" => match wire {
+            [a, b, ..] if a & 0x0f == 8 && (u16::from(*a) << 8 | u16::from(*b)) % 31 == 0 => {
+                Box::new(ZlibDecoder::new(wire))
+            }
+            _ => Box::new(DeflateDecoder::new(wire)),
+        },
+        other => {
+            return Err(BodyError::new(
+                415,
+                format!("unsupported Content-Encoding `{other}`"),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    reader
+        .take(MAX_DECOMPRESSED as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| BodyError::new(400, format!("cannot decompress {encoding} body: {e}")))?;
+    if out.len() > MAX_DECOMPRESSED {
+        return Err(BodyError::new(
+            413,
+            format!("payload over {MAX_DECOMPRESSED} bytes once decompressed"),
+        ));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- JSON with duplicate-key check
+
+/// A JSON value whose objects (at any depth) were checked for duplicate keys.
+struct CheckedValue(Value);
+
+impl<'de> Deserialize<'de> for CheckedValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor).map(CheckedValue)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        CheckedValue::deserialize(d).map(|c| c.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(CheckedValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut obj = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if obj.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let CheckedValue(v) = map.next_value()?;
+            obj.insert(key, v);
+        }
+        Ok(Value::Object(obj))
+    }
+}
+
+/// Parses a log payload: a JSON array of objects without duplicate keys.
+fn parse_batch(body: &[u8]) -> Result<Vec<Value>, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let CheckedValue(v) =
+        CheckedValue::deserialize(&mut de).map_err(|e| format!("invalid JSON: {e}"))?;
+    de.end().map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Array(items) = v else {
+        return Err("payload must be a JSON array of objects".into());
+    };
+    if let Some(i) = items.iter().position(|x| !x.is_object()) {
+        return Err(format!("entry {i} is not a JSON object"));
+    }
+    Ok(items)
+}
+
+// ---------------------------------------------------------------- shared state
+
+#[derive(Default)]
+struct State {
+    /// Bumped by reset, so requests in flight across a reset are not recorded.
+    generation: u64,
+    rules: Vec<Rule>,
+    requests: u64,
+    validate_requests: u64,
+    accepted_requests: u64,
+    objects: Vec<Value>,
+    statuses: BTreeMap<u16, u64>,
+    log: Vec<Value>,
+}
+
+struct Intake {
+    config: Config,
+    state: Mutex<State>,
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+    objects: usize,
+}
+
+impl Reply {
+    fn json(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            body: body.into(),
+            objects: 0,
+        }
+    }
+    fn error(status: u16, msg: &str) -> Reply {
+        Reply::json(status, json!({ "errors": [msg] }).to_string())
+    }
+}
+
+enum KeyCheck {
+    Missing,
+    Wrong,
+    Ok,
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str().to_string())
+}
+
+fn path_of(req: &Request) -> String {
+    req.url().split(['?', '#']).next().unwrap_or("").to_string()
+}
+
+impl Intake {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_key(&self, req: &Request) -> KeyCheck {
+        match header(req, "dd-api-key").map(|k| k.trim().to_string()) {
+            None => KeyCheck::Missing,
+            Some(k) if k.is_empty() => KeyCheck::Missing,
+            Some(k) => match &self.config.api_key {
+                Some(expected) if *expected != k => KeyCheck::Wrong,
+                _ => KeyCheck::Ok,
+            },
+        }
+    }
+
+    /// Finds the first live matching rule and uses it up once.
+    fn take_rule(&self, path: &str, seq: u64, body: BodyView<'_>) -> Option<Rule> {
+        let mut state = self.lock();
+        let rule = state
+            .rules
+            .iter_mut()
+            .find(|r| r.matches(path, seq, body))?;
+        if let Some(t) = rule.times.as_mut() {
+            *t -= 1;
+        }
+        Some(rule.clone())
+    }
+
+    /// Applies a rule's delay; returns its injected reply, if it has one.
+    fn apply_rule(rule: Option<Rule>) -> Option<Reply> {
+        let rule = rule?;
+        if let Some(d) = rule.delay {
+            thread::sleep(d);
+        }
+        rule.status.map(|s| Reply::json(s, rule.body))
+    }
+
+    fn handle(&self, mut req: Request) {
+        let method = req.method().clone();
+        let path = path_of(&req);
+        let reply = match (&method, path.as_str()) {
+            (Method::Post, LOGS_PATH) => self.handle_logs(&mut req),
+            (Method::Get, VALIDATE_PATH) => self.handle_validate(&req),
+            (Method::Post, "/mock/rules") => self.handle_set_rules(&mut req),
+            (Method::Post, "/mock/reset") => self.handle_reset(),
+            (Method::Get, "/mock/received") => Reply::json(200, self.received().to_string()),
+            (Method::Get, "/mock/health") => Reply::json(200, r#"{"status":"ok"}"#),
+            (_, LOGS_PATH | VALIDATE_PATH | "/mock/rules" | "/mock/reset" | "/mock/received") => {
+                Reply::error(405, "Method Not Allowed")
+            }
+            _ => Reply::error(404, "Not Found"),
+        };
+        if !self.config.quiet {
+            eprintln!(
+                "mock_intake: {method} {path} -> {} ({} objects)",
+                reply.status, reply.objects
+            );
+        }
+        let content_type =
+            Header::from_bytes("Content-Type", "application/json").expect("static header is valid");
+        let response = Response::from_string(reply.body)
+            .with_status_code(reply.status)
+            .with_header(content_type);
+        if let Err(e) = req.respond(response) {
+            if !self.config.quiet {
+                eprintln!("mock_intake: cannot send response: {e}");
+            }
+        }
+    }
+
+    fn handle_logs(&self, req: &mut Request) -> Reply {
+        let (seq, generation) = {
+            let mut state = self.lock();
+            state.requests += 1;
+            (state.requests, state.generation)
+        };
+        let key = self.check_key(req);
+        let encoding = header(req, "content-encoding")
+            .map(|e| e.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        let wire = read_body(req, MAX_WIRE);
+        let bytes_wire = wire.as_ref().map_or(0, Vec::len);
+        let decoded = wire.and_then(|w| decode_body(&encoding, &w));
+        let view = match &decoded {
+            Ok(b) => BodyView::Decoded(b),
+            Err(e) if e.status == 413 => BodyView::TooLarge,
+            Err(_) => BodyView::Unknown,
+        };
+        let injected = Self::apply_rule(self.take_rule(LOGS_PATH, seq, view));
+        let was_injected = injected.is_some();
+        let (reply, objects) = match injected {
+            Some(r) => (r, Vec::new()),
+            None => Self::process_logs(&key, &decoded),
+        };
+        let headers: Map<String, Value> = LOGGED_HEADERS
+            .iter()
+            .filter_map(|h| header(req, h).map(|v| (h.to_string(), Value::String(v))))
+            .collect();
+        let entry = json!({
+            "seq": seq,
+            "status": reply.status,
+            "objects": objects.len(),
+            "encoding": if encoding.is_empty() { "identity" } else { encoding.as_str() },
+            "bytes_wire": bytes_wire,
+            "bytes_json": decoded.as_ref().map_or(0, Vec::len),
+            "api_key_ok": matches!(key, KeyCheck::Ok),
+            "injected": was_injected,
+            "peer": req.remote_addr().map(|a| a.to_string()),
+            "headers": headers,
+        });
+        self.record(generation, entry, reply.status, objects);
+        reply
+    }
+
+    /// Datadog's own checks, in order: key, encoding/size, JSON shape, entry count.
+    fn process_logs(key: &KeyCheck, decoded: &Result<Vec<u8>, BodyError>) -> (Reply, Vec<Value>) {
+        match key {
+            KeyCheck::Missing => return (Reply::error(401, "Unauthorized"), Vec::new()),
+            KeyCheck::Wrong => return (Reply::error(403, "Forbidden"), Vec::new()),
+            KeyCheck::Ok => {}
+        }
+        let body = match decoded {
+            Ok(b) => b,
+            Err(e) => return (Reply::error(e.status, &e.msg), Vec::new()),
+        };
+        match parse_batch(body) {
+            Err(msg) => (Reply::error(400, &msg), Vec::new()),
+            Ok(items) if items.len() > MAX_ENTRIES => {
+                let msg = format!("{} entries, more than {MAX_ENTRIES}", items.len());
+                (Reply::error(413, &msg), Vec::new())
+            }
+            Ok(items) => {
+                let reply = Reply {
+                    status: 202,
+                    body: "{}".into(),
+                    objects: items.len(),
+                };
+                (reply, items)
+            }
+        }
+    }
+
+    /// Stores the outcome of one log request (and prints objects if asked).
+    fn record(&self, generation: u64, entry: Value, status: u16, objects: Vec<Value>) {
+        if self.config.print && !objects.is_empty() {
+            let mut out = io::stdout().lock();
+            for o in &objects {
+                let _ = writeln!(out, "{o}");
+            }
+            let _ = out.flush();
+        }
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        *state.statuses.entry(status).or_default() += 1;
+        if status == 202 {
+            state.accepted_requests += 1;
+            state.objects.extend(objects);
+        }
+        state.log.push(entry);
+    }
+
+    fn handle_validate(&self, req: &Request) -> Reply {
+        let seq = {
+            let mut state = self.lock();
+            state.validate_requests += 1;
+            state.validate_requests
+        };
+        let rule = self.take_rule(VALIDATE_PATH, seq, BodyView::Unknown);
+        if let Some(reply) = Self::apply_rule(rule) {
+            return reply;
+        }
+        match self.check_key(req) {
+            KeyCheck::Ok => Reply::json(200, r#"{"valid":true}"#),
+            _ => Reply::error(403, "Forbidden"),
+        }
+    }
+
+    fn handle_set_rules(&self, req: &mut Request) -> Reply {
+        let parsed = read_body(req, MAX_CONTROL_BODY)
+            .map_err(|e| e.msg)
+            .and_then(|b| parse_rules(&b));
+        match parsed {
+            Ok(rules) => {
+                let n = rules.len();
+                self.lock().rules = rules;
+                Reply::json(200, json!({ "rules": n }).to_string())
+            }
+            Err(msg) => Reply::error(400, &msg),
+        }
+    }
+
+    fn handle_reset(&self) -> Reply {
+        let mut state = self.lock();
+        let generation = state.generation + 1;
+        *state = State {
+            generation,
+            ..State::default()
+        };
+        Reply::json(200, "{}")
+    }
+
+    fn received(&self) -> Value {
+        let state = self.lock();
+        let statuses: Map<String, Value> = state
+            .statuses
+            .iter()
+            .map(|(s, n)| (s.to_string(), Value::from(*n)))
+            .collect();
+        json!({
+            "requests": state.requests,
+            "accepted_requests": state.accepted_requests,
+            "validate_requests": state.validate_requests,
+            "objects": state.objects,
+            "statuses": statuses,
+            "log": state.log,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- process setup
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Async-signal-safe exit; also makes PID 1 in a container stop promptly.
+    unsafe { libc::_exit(0) };
+}
+
+fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only calls `_exit`, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+}
+
+fn worker(server: &Server, intake: &Intake) {
+    loop {
+        match server.recv() {
+            Ok(req) => {
+                // A panic drops the request, which makes tiny_http answer 500.
+                if catch_unwind(AssertUnwindSafe(|| intake.handle(req))).is_err() {
+                    eprintln!("mock_intake: request handler panicked");
+                }
+            }
+            Err(e) => {
+                eprintln!("mock_intake: accept error: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn main() {
+    let config = match parse_config(std::env::args().skip(1)) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            println!("{USAGE}");
+            return;
+        }
+        Err(msg) => {
+            eprintln!("mock_intake: {msg}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let server = match Server::http(config.addr.as_str()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("mock_intake: cannot listen on {}: {e}", config.addr);
+            std::process::exit(1);
+        }
+    };
+    install_signal_handlers();
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| config.addr.clone(), |a| a.to_string());
+    {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "mock_intake listening on http://{bound}");
+        let _ = out.flush();
+    }
+    let intake = Arc::new(Intake {
+        config,
+        state: Mutex::new(State::default()),
+    });
+    let handles: Vec<_> = (0..WORKERS)
+        .filter_map(|i| {
+            let (server, intake) = (Arc::clone(&server), Arc::clone(&intake));
+            thread::Builder::new()
+                .name(format!("mock-intake-{i}"))
+                .spawn(move || worker(&server, &intake))
+                .ok()
+        })
+        .collect();
+    if handles.is_empty() {
+        eprintln!("mock_intake: cannot start worker threads");
+        std::process::exit(1);
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+}

@@ -1,0 +1,625 @@
+//! Chunk bytes -> records (timestamp, metadata, body), borrowing from the chunk.
+//!
+//! A chunk is msgpack records laid end to end with no outer array. Each record is
+//! `[TS, BODY]` (Fluent Bit <= 2.0) or `[[TS, META], BODY]` (>= 2.1); a chunk may mix them.
+//! TS is an EventTime (ext type 0: u32 BE seconds, u32 BE nanoseconds), an integer or a
+//! float. OpenTelemetry group markers (EventTime seconds 0xFFFFFFFF / 0xFFFFFFFE) are not
+//! logs and come out as [`Item::GroupMarker`].
+//!
+//! Nothing is copied or allocated: a [`Record`] holds slices of the chunk, and [`Reader`]
+//! pulls one msgpack value header at a time. Skipping a value is iterative, so no nesting
+//! depth can exhaust the stack, and a declared length is checked against the bytes left
+//! before anything trusts it. A malformed record is reported as [`Item::Malformed`] and the
+//! decoder resynchronises on the next position where a whole, well-formed record starts, so
+//! the valid records of a damaged chunk still come out.
+
+use std::fmt;
+
+/// One msgpack value header; strings and binaries borrow from the input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// `nil`
+    Nil,
+    /// `true` / `false`
+    Bool(bool),
+    /// A negative integer (or any signed encoding).
+    Int(i64),
+    /// A non-negative integer.
+    UInt(u64),
+    /// A float (32-bit values are widened).
+    Float(f64),
+    /// A msgpack str: bytes that should be, but may not be, UTF-8.
+    Str(&'a [u8]),
+    /// A msgpack bin.
+    Bin(&'a [u8]),
+    /// An array header: this many values follow.
+    Array(u32),
+    /// A map header: this many key/value pairs follow.
+    Map(u32),
+    /// An extension value: its type and data.
+    Ext(i8, &'a [u8]),
+}
+
+/// Why bytes could not be read as msgpack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The input ended inside a value.
+    Truncated,
+    /// The reserved marker 0xc1.
+    InvalidMarker,
+    /// A container declares more elements than bytes remain.
+    LengthTooLarge,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Truncated => "truncated msgpack value",
+            Error::InvalidMarker => "invalid msgpack marker 0xc1",
+            Error::LengthTooLarge => "msgpack length larger than the rest of the chunk",
+        })
+    }
+}
+
+/// A pull reader over msgpack bytes.
+#[derive(Clone, Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Offset of the next byte to read.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// True when every byte has been read.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if n > self.remaining() {
+            return Err(Error::Truncated);
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn be<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn len8(&mut self) -> Result<usize, Error> {
+        Ok(self.byte()? as usize)
+    }
+    fn len16(&mut self) -> Result<usize, Error> {
+        Ok(u16::from_be_bytes(self.be()?) as usize)
+    }
+    fn len32(&mut self) -> Result<usize, Error> {
+        Ok(u32::from_be_bytes(self.be()?) as usize)
+    }
+
+    fn container(&mut self, n: usize, per_item: usize) -> Result<u32, Error> {
+        // Every element takes at least one byte: a larger count cannot be honest.
+        if n.saturating_mul(per_item) > self.remaining() {
+            return Err(Error::LengthTooLarge);
+        }
+        Ok(n as u32)
+    }
+
+    fn ext(&mut self, n: usize) -> Result<Value<'a>, Error> {
+        let ty = self.byte()? as i8;
+        Ok(Value::Ext(ty, self.take(n)?))
+    }
+
+    /// Reads the next value header (for containers, only the element count).
+    pub fn read(&mut self) -> Result<Value<'a>, Error> {
+        let m = self.byte()?;
+        Ok(match m {
+            0x00..=0x7f => Value::UInt(m as u64),
+            0x80..=0x8f => Value::Map(self.container((m & 0x0f) as usize, 2)?),
+            0x90..=0x9f => Value::Array(self.container((m & 0x0f) as usize, 1)?),
+            0xa0..=0xbf => Value::Str(self.take((m & 0x1f) as usize)?),
+            0xc0 => Value::Nil,
+            0xc1 => return Err(Error::InvalidMarker),
+            0xc2 => Value::Bool(false),
+            0xc3 => Value::Bool(true),
+            0xc4 => {
+                let n = self.len8()?;
+                Value::Bin(self.take(n)?)
+            }
+            0xc5 => {
+                let n = self.len16()?;
+                Value::Bin(self.take(n)?)
+            }
+            0xc6 => {
+                let n = self.len32()?;
+                Value::Bin(self.take(n)?)
+            }
+            0xc7 => {
+                let n = self.len8()?;
+                self.ext(n)?
+            }
+            0xc8 => {
+                let n = self.len16()?;
+                self.ext(n)?
+            }
+            0xc9 => {
+                let n = self.len32()?;
+                self.ext(n)?
+            }
+            0xca => Value::Float(f32::from_be_bytes(self.be()?) as f64),
+            0xcb => Value::Float(f64::from_be_bytes(self.be()?)),
+            0xcc => Value::UInt(self.byte()? as u64),
+            0xcd => Value::UInt(u16::from_be_bytes(self.be()?) as u64),
+            0xce => Value::UInt(u32::from_be_bytes(self.be()?) as u64),
+            0xcf => Value::UInt(u64::from_be_bytes(self.be()?)),
+            0xd0 => Value::Int(self.byte()? as i8 as i64),
+            0xd1 => Value::Int(i16::from_be_bytes(self.be()?) as i64),
+            0xd2 => Value::Int(i32::from_be_bytes(self.be()?) as i64),
+            0xd3 => Value::Int(i64::from_be_bytes(self.be()?)),
+            0xd4 => self.ext(1)?,
+            0xd5 => self.ext(2)?,
+            0xd6 => self.ext(4)?,
+            0xd7 => self.ext(8)?,
+            0xd8 => self.ext(16)?,
+            0xd9 => {
+                let n = self.len8()?;
+                Value::Str(self.take(n)?)
+            }
+            0xda => {
+                let n = self.len16()?;
+                Value::Str(self.take(n)?)
+            }
+            0xdb => {
+                let n = self.len32()?;
+                Value::Str(self.take(n)?)
+            }
+            0xdc => {
+                let n = self.len16()?;
+                Value::Array(self.container(n, 1)?)
+            }
+            0xdd => {
+                let n = self.len32()?;
+                Value::Array(self.container(n, 1)?)
+            }
+            0xde => {
+                let n = self.len16()?;
+                Value::Map(self.container(n, 2)?)
+            }
+            0xdf => {
+                let n = self.len32()?;
+                Value::Map(self.container(n, 2)?)
+            }
+            0xe0..=0xff => Value::Int(m as i8 as i64),
+        })
+    }
+
+    /// Skips one whole value, however deeply nested, without recursion.
+    pub fn skip(&mut self) -> Result<(), Error> {
+        let mut pending: u64 = 1;
+        while pending > 0 {
+            pending -= 1;
+            match self.read()? {
+                Value::Array(n) => pending += n as u64,
+                Value::Map(n) => pending += 2 * n as u64,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips one whole value and returns its bytes.
+    pub fn raw_value(&mut self) -> Result<&'a [u8], Error> {
+        let start = self.pos;
+        self.skip()?;
+        Ok(&self.buf[start..self.pos])
+    }
+}
+
+/// Seconds field of an EventTime that marks the start of an OpenTelemetry group.
+pub const GROUP_START: u32 = 0xFFFF_FFFF;
+/// Seconds field of an EventTime that marks the end of an OpenTelemetry group.
+pub const GROUP_END: u32 = 0xFFFF_FFFE;
+
+/// A record's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch.
+    pub secs: i64,
+    /// Nanoseconds within the second (0..1e9).
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    /// Milliseconds since the epoch, rounded half up as Fluent Bit's datadog output does.
+    pub fn millis(&self) -> i64 {
+        self.secs
+            .saturating_mul(1000)
+            .saturating_add(((self.nanos as i64) + 500_000) / 1_000_000)
+    }
+}
+
+/// One log record, borrowing from the chunk.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Record<'a> {
+    /// When the record was made.
+    pub time: Timestamp,
+    /// The v2 metadata map's bytes (empty for v1 records).
+    pub meta: &'a [u8],
+    /// The body map's bytes.
+    pub body: &'a [u8],
+}
+
+/// What the decoder found at one position of the chunk.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Item<'a> {
+    /// A log record.
+    Record(Record<'a>),
+    /// An OpenTelemetry group start or end marker: not a log, never shipped.
+    GroupMarker,
+    /// Bytes that are not a record; the decoder has moved past them.
+    Malformed {
+        /// Offset in the chunk where the bad record started.
+        offset: usize,
+        /// Bytes skipped to reach the next record (or the end).
+        skipped: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+/// Iterates over the items of a chunk.
+#[derive(Clone, Debug)]
+pub struct Chunk<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// Decodes `chunk` lazily; see the module documentation.
+pub fn chunk(chunk: &[u8]) -> Chunk<'_> {
+    Chunk { buf: chunk, pos: 0 }
+}
+
+enum Parsed<'a> {
+    Record(Record<'a>),
+    Marker,
+}
+
+/// Parses one record at the reader's position; on success the reader is past it.
+fn parse_record<'a>(r: &mut Reader<'a>) -> Result<Parsed<'a>, &'static str> {
+    match r.read() {
+        Ok(Value::Array(2)) => {}
+        Ok(Value::Array(_)) => return Err("record is not a 2-element array"),
+        Ok(_) => return Err("record is not an array"),
+        Err(_) => return Err("bad msgpack at record start"),
+    }
+    let mut meta: &[u8] = &[];
+    let head = r.read().map_err(|_| "bad msgpack in timestamp")?;
+    let ts_value = match head {
+        Value::Array(2) => {
+            let ts = r.read().map_err(|_| "bad msgpack in timestamp")?;
+            let m = r.raw_value().map_err(|_| "bad msgpack in metadata")?;
+            if !m
+                .first()
+                .is_some_and(|b| matches!(b, 0x80..=0x8f | 0xde | 0xdf))
+            {
+                return Err("metadata is not a map");
+            }
+            meta = m;
+            ts
+        }
+        Value::Array(_) => return Err("record header is not [timestamp, metadata]"),
+        other => other,
+    };
+    let time = match ts_value {
+        Value::Ext(0, d) if d.len() == 8 => {
+            let secs = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+            let nanos = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+            if secs == GROUP_START || secs == GROUP_END {
+                r.skip().map_err(|_| "bad msgpack in group marker body")?;
+                return Ok(Parsed::Marker);
+            }
+            Timestamp {
+                secs: secs as i64,
+                nanos: nanos.min(999_999_999),
+            }
+        }
+        Value::UInt(s) => Timestamp {
+            secs: s.min(i64::MAX as u64 / 1000) as i64,
+            nanos: 0,
+        },
+        Value::Int(s) => Timestamp {
+            secs: s.max(i64::MIN / 1000),
+            nanos: 0,
+        },
+        Value::Float(f) if f.is_finite() => {
+            let secs = f.floor();
+            let nanos = ((f - secs) * 1e9).round().clamp(0.0, 999_999_999.0) as u32;
+            Timestamp {
+                secs: secs.clamp(-9.2e15, 9.2e15) as i64,
+                nanos,
+            }
+        }
+        _ => return Err("timestamp is not an EventTime, integer or float"),
+    };
+    let body = r.raw_value().map_err(|_| "bad msgpack in body")?;
+    if !body
+        .first()
+        .is_some_and(|b| matches!(b, 0x80..=0x8f | 0xde | 0xdf))
+    {
+        return Err("body is not a map");
+    }
+    Ok(Parsed::Record(Record { time, meta, body }))
+}
+
+/// True where a record plausibly starts: a 2-array whose first element is a timestamp or
+/// a 2-array header. Cheap enough to test at every byte while resynchronising.
+fn plausible_start(b: &[u8]) -> bool {
+    match b {
+        [0x92, 0x92, t, ..] | [0x92, t, ..] => {
+            matches!(t, 0xd7 | 0xc7 | 0x00..=0x7f | 0xcc..=0xd3 | 0xca | 0xcb)
+        }
+        _ => false,
+    }
+}
+
+impl<'a> Iterator for Chunk<'a> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let start = self.pos;
+        let mut r = Reader::new(&self.buf[start..]);
+        match parse_record(&mut r) {
+            Ok(parsed) => {
+                self.pos = start + r.position();
+                Some(match parsed {
+                    Parsed::Record(rec) => Item::Record(rec),
+                    Parsed::Marker => Item::GroupMarker,
+                })
+            }
+            Err(reason) => {
+                // Move to the next offset where a whole record parses.
+                let mut next = start + 1;
+                while next < self.buf.len() {
+                    if plausible_start(&self.buf[next..])
+                        && parse_record(&mut Reader::new(&self.buf[next..])).is_ok()
+                    {
+                        break;
+                    }
+                    next += 1;
+                }
+                self.pos = next;
+                Some(Item::Malformed {
+                    offset: start,
+                    skipped: next - start,
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+/// Counts of what a chunk holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Log records.
+    pub records: usize,
+    /// OpenTelemetry group markers skipped.
+    pub markers: usize,
+    /// Malformed stretches skipped.
+    pub malformed: usize,
+}
+
+/// Counts the items of a chunk (used by tests and benchmarks).
+pub fn count(data: &[u8]) -> Counts {
+    let mut c = Counts::default();
+    for item in chunk(data) {
+        match item {
+            Item::Record(_) => c.records += 1,
+            Item::GroupMarker => c.markers += 1,
+            Item::Malformed { .. } => c.malformed += 1,
+        }
+    }
+    c
+}
+
+/// One key/value pair of a map: byte ranges of the key and the value in the map's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Start and end of the key's bytes.
+    pub key: (usize, usize),
+    /// Start and end of the value's bytes.
+    pub value: (usize, usize),
+}
+
+/// Lists a map's pairs into `out` (cleared first, so the caller can reuse it).
+///
+/// Ranges rather than slices keep `out` free of lifetimes, so one buffer serves every record.
+/// A value that is not a map yields no pairs.
+pub fn map_entries(map: &[u8], out: &mut Vec<Entry>) -> Result<(), Error> {
+    out.clear();
+    let mut r = Reader::new(map);
+    let n = match r.read()? {
+        Value::Map(n) => n,
+        _ => return Ok(()),
+    };
+    for _ in 0..n {
+        let k = r.position();
+        r.skip()?;
+        let v = r.position();
+        r.skip()?;
+        out.push(Entry {
+            key: (k, v),
+            value: (v, r.position()),
+        });
+    }
+    Ok(())
+}
+
+/// The bytes of a str or bin value, or `None` for any other value.
+pub fn as_bytes(raw: &[u8]) -> Option<&[u8]> {
+    match Reader::new(raw).read() {
+        Ok(Value::Str(b) | Value::Bin(b)) => Some(b),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn fixtures_decode_to_their_documented_counts() {
+        let cases = [
+            ("fb-1.9.10-forward.msgpack", 2008, 0),
+            ("fb-4.2.8-forward-1.msgpack", 143, 0),
+            ("fb-4.2.8-forward-2.msgpack", 1865, 0),
+            ("fb-4.2.8-otlp-groups.msgpack", 1, 2),
+        ];
+        for (name, records, markers) in cases {
+            let c = count(&fixture(name));
+            assert_eq!(
+                c,
+                Counts {
+                    records,
+                    markers,
+                    malformed: 0
+                },
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn v1_integer_timestamp_and_v2_eventtime() {
+        let v1 = fixture("fb-1.9.10-forward.msgpack");
+        let recs: Vec<Record> = chunk(&v1)
+            .filter_map(|i| match i {
+                Item::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recs[0].time.secs, 1_732_400_000);
+        // The fixture README says .123456789; the bytes hold 0x075bcccc = 123456716 ns.
+        assert_eq!(recs[0].time.nanos, 123_456_716);
+        assert_eq!(recs[0].time.millis(), 1_732_400_000_123);
+        assert!(recs[0].meta.is_empty());
+        // Record 2 carries an integer timestamp that 1.9.10 passes through.
+        assert_eq!(recs[1].time.nanos, 0);
+        let v2 = fixture("fb-4.2.8-forward-1.msgpack");
+        let first = chunk(&v2).next().unwrap();
+        match first {
+            Item::Record(r) => {
+                // 4.2.8 writes the empty metadata map as a map32.
+                assert_eq!(Reader::new(r.meta).read(), Ok(Value::Map(0)));
+                assert_eq!(r.time.millis(), 1_732_400_000_123);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn float_timestamps_are_accepted() {
+        // [1.5, {"a": 1}]
+        let data = [
+            0x92, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0x81, 0xa1, b'a', 0x01,
+        ];
+        match chunk(&data).next().unwrap() {
+            Item::Record(r) => {
+                assert_eq!(
+                    r.time,
+                    Timestamp {
+                        secs: 1,
+                        nanos: 500_000_000
+                    }
+                );
+                assert_eq!(r.time.millis(), 1500);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_between_records_is_skipped_and_counted() {
+        let rec = [0x92, 0x05, 0x81, 0xa1, b'a', 0x01];
+        let mut data = rec.to_vec();
+        data.extend_from_slice(&[0xc1, 0xc1, 0x92, 0xff]);
+        data.extend_from_slice(&rec);
+        data.extend_from_slice(&[0x92, 0x05]); // truncated at the end
+        let c = count(&data);
+        assert_eq!(c.records, 2);
+        assert_eq!(c.malformed, 2);
+    }
+
+    #[test]
+    fn huge_declared_lengths_are_refused_without_allocating() {
+        let data = [0x92, 0x05, 0xdf, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(count(&data).malformed, 1);
+        let mut r = Reader::new(&[0xdd, 0x7f, 0xff, 0xff, 0xff]);
+        assert_eq!(r.read(), Err(Error::LengthTooLarge));
+        let mut r = Reader::new(&[0xdb, 0x7f, 0xff, 0xff, 0xff, b'a']);
+        assert_eq!(r.read(), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn deep_nesting_is_skipped_iteratively() {
+        let mut body = vec![0x81, 0xa1, b'k'];
+        body.extend(std::iter::repeat_n(0x91u8, 100_000));
+        body.push(0xc0);
+        let mut data = vec![0x92, 0x01];
+        data.extend_from_slice(&body);
+        let c = count(&data);
+        assert_eq!(c.records, 1);
+    }
+
+    #[test]
+    fn map_entries_lists_pairs() {
+        // {"a": 1, 2: "b", [1]: nil}
+        let map = [0x83, 0xa1, b'a', 0x01, 0x02, 0xa1, b'b', 0x91, 0x01, 0xc0];
+        let mut out = Vec::new();
+        map_entries(&map, &mut out).unwrap();
+        let pairs: Vec<(&[u8], &[u8])> = out
+            .iter()
+            .map(|e| (&map[e.key.0..e.key.1], &map[e.value.0..e.value.1]))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (&[0xa1, b'a'][..], &[0x01][..]),
+                (&[0x02][..], &[0xa1, b'b'][..]),
+                (&[0x91, 0x01][..], &[0xc0][..]),
+            ]
+        );
+        assert_eq!(as_bytes(&[0xa1, b'a']), Some(&b"a"[..]));
+        assert_eq!(as_bytes(&[0xc4, 0x01, 0xff]), Some(&[0xff][..]));
+        assert_eq!(as_bytes(&[0x01]), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! Log lines in Fluent Bit's own format, written to stderr, with secrets redacted.
+//!
+//! A proxy plugin cannot use the host's logger on every version (Fluent Bit 1.9's api table
+//! has no `log_print`), so lines are formatted as Fluent Bit formats them:
+//! `[2024/11/24 20:32:18] [ warn] [output:datadog_logs:datadog_logs.0] message`.
+//! Every line passes through [`redact`], which replaces each API key the plugin knows of, so
+//! a key can never reach the log even through a server's response body.
+//! The threshold comes from the environment variable `FLUENT_BIT_DATADOG_LOG_LEVEL`
+//! (`error`, `warn`, `info` (default), `debug`, `trace`): Fluent Bit's `log_level` is consumed
+//! by its core and never reaches a proxy plugin.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Severity of a log line, ordered from most to least severe (Fluent Bit's numbering).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Something failed and data may be lost.
+    Error = 1,
+    /// Something the user should look at.
+    Warn = 2,
+    /// Start-up and shutdown facts.
+    Info = 3,
+    /// One line per flush.
+    Debug = 4,
+    /// Per-request detail.
+    Trace = 5,
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => " warn",
+            Level::Info => " info",
+            Level::Debug => "debug",
+            Level::Trace => "trace",
+        }
+    }
+
+    /// Parses a level name as accepted in `FLUENT_BIT_DATADOG_LOG_LEVEL`.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "error" => Some(Level::Error),
+            "warn" | "warning" => Some(Level::Warn),
+            "info" => Some(Level::Info),
+            "debug" => Some(Level::Debug),
+            "trace" => Some(Level::Trace),
+            _ => None,
+        }
+    }
+}
+
+/// The environment variable that sets the plugin's log threshold.
+pub const LEVEL_ENV: &str = "FLUENT_BIT_DATADOG_LOG_LEVEL";
+
+fn threshold() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        std::env::var(LEVEL_ENV)
+            .ok()
+            .and_then(|v| Level::parse(&v))
+            .unwrap_or(Level::Info)
+    })
+}
+
+/// True when lines of `level` are written; lets callers skip formatting work.
+pub fn enabled(level: Level) -> bool {
+    level <= threshold()
+}
+
+fn secrets() -> &'static RwLock<Vec<String>> {
+    static SECRETS: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
+    SECRETS.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+/// Registers a secret (an API key) that must never appear in a log line.
+pub fn add_secret(secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    let mut list = secrets().write().unwrap_or_else(|e| e.into_inner());
+    if !list.iter().any(|s| s == secret) {
+        list.push(secret.to_string());
+    }
+}
+
+/// Replaces every registered secret in `text` by `***`.
+pub fn redact(text: &str) -> String {
+    let list = secrets().read().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for s in list.iter() {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// Writes one line for the plugin instance `instance` (e.g. `datadog_logs.0`) at `level`.
+pub fn write(level: Level, instance: &str, message: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let line = format!(
+        "[{}] [{}] [output:datadog_logs:{}] {}\n",
+        timestamp(SystemTime::now()),
+        level.label(),
+        instance,
+        message
+    );
+    let line = redact(&line);
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `YYYY/MM/DD HH:MM:SS` in UTC, as Fluent Bit prints it in a container.
+fn timestamp(now: SystemTime) -> String {
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}/{m:02}/{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Writes each distinct failure at most once per interval, counting the repeats in between.
+///
+/// The key names the kind of failure (e.g. `status 500 from host`); when a suppressed key is
+/// written again its line ends with `(N more since the last report)`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    seen: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+impl RateLimiter {
+    /// A limiter that lets each key through once per `interval`.
+    pub fn new(interval: Duration) -> RateLimiter {
+        RateLimiter {
+            interval,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Writes `message` unless a line with the same `key` was written within the interval.
+    pub fn write(&self, level: Level, instance: &str, key: &str, message: &str) {
+        if let Some(suffix) = self.admit(key, Instant::now()) {
+            write(level, instance, &format!("{message}{suffix}"));
+        }
+    }
+
+    /// Decides whether a line may be written now; `Some(suffix)` to write it.
+    fn admit(&self, key: &str, now: Instant) -> Option<String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get_mut(key) {
+            Some((last, repeats)) if now.duration_since(*last) < self.interval => {
+                *repeats += 1;
+                None
+            }
+            Some((last, repeats)) => {
+                let suffix = if *repeats > 0 {
+                    format!(" ({} more since the last report)", *repeats)
+                } else {
+                    String::new()
+                };
+                *last = now;
+                *repeats = 0;
+                Some(suffix)
+            }
+            None => {
+                if seen.len() > 1024 {
+                    seen.clear();
+                }
+                seen.insert(key.to_string(), (now, 0));
+                Some(String::new())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_matches_fluent_bit_format() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_732_400_000);
+        assert_eq!(timestamp(t), "2024/11/23 22:13:20");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970/01/01 00:00:00");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(timestamp(leap), "2000/02/29 00:00:00");
+    }
+
+    #[test]
+    fn redact_replaces_registered_secrets() {
+        add_secret("abcdef0123456789secretkey");
+        assert_eq!(
+            redact("key=abcdef0123456789secretkey!"),
+            "key=***!".to_string()
+        );
+    }
+
+    #[test]
+    fn rate_limiter_counts_repeats() {
+        let rl = RateLimiter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(rl.admit("a", t0), Some(String::new()));
+        assert_eq!(rl.admit("a", t0 + Duration::from_secs(1)), None);
+        assert_eq!(rl.admit("a", t0 + Duration::from_secs(2)), None);
+        assert_eq!(rl.admit("b", t0), Some(String::new()));
+        assert_eq!(
+            rl.admit("a", t0 + Duration::from_secs(61)),
+            Some(" (2 more since the last report)".to_string())
+        );
+    }
+
+    #[test]
+    fn level_parse_accepts_names() {
+        assert_eq!(Level::parse("DEBUG"), Some(Level::Debug));
+        assert_eq!(Level::parse("warning"), Some(Level::Warn));
+        assert_eq!(Level::parse("loud"), None);
+    }
+}

@@ -1,0 +1,656 @@
+//! Record -> one Datadog log object, written straight from msgpack into the payload buffer.
+//!
+//! The object is built in one pass with no intermediate tree:
+//! 1. the plugin's own attributes, each only if the record lacks it: `json_date_key` (epoch
+//!    milliseconds), the tag (`include_tag_key`), `ddsource`, `service`, `hostname`, and from
+//!    OpenTelemetry metadata `status`, `dd.trace_id`, `dd.span_id`;
+//! 2. `ddtags`: the record's own tags, then the ECS tags (`provider ecs`), then `dd_tags`,
+//!    without duplicates;
+//! 3. `message`: the record's `message`, else the `dd_message_key` value (default `log`);
+//! 4. the record's other attributes, with their types and nesting.
+//!
+//! No object ever has duplicate keys, at any depth: the first occurrence of a key wins (the
+//! plugin's attributes are only written when the record has none). Strings that are not valid
+//! UTF-8 (str or bin) are kept lossily; non-string keys become strings; NaN and infinities
+//! become `null`; nesting deeper than [`MAX_DEPTH`] is replaced by [`NESTING_MARKER`]. An
+//! object over Datadog's 1 MB single-log limit has its message cut to fit, ending in
+//! [`TRUNCATION_MARKER`].
+
+use crate::decode::{self, Entry, Reader, Record, Value};
+use crate::options::Config;
+use std::collections::HashSet;
+
+/// Datadog's limit for one log object, in bytes of JSON.
+pub const MAX_LOG_BYTES: usize = 1_000_000;
+/// Deepest nesting of arrays and maps kept; deeper values become [`NESTING_MARKER`].
+pub const MAX_DEPTH: usize = 32;
+/// Replaces a value nested deeper than [`MAX_DEPTH`].
+pub const NESTING_MARKER: &str = "[nested deeper than 32 levels]";
+/// Ends a message that was cut to fit [`MAX_LOG_BYTES`].
+pub const TRUNCATION_MARKER: &str = "...TRUNCATED...";
+
+/// Attributes that `provider ecs` turns into tags (FireLens metadata).
+const ECS_KEYS: [&[u8]; 6] = [
+    b"container_id",
+    b"container_name",
+    b"container_image",
+    b"ecs_cluster",
+    b"ecs_task_definition",
+    b"ecs_task_arn",
+];
+
+/// Above this many keys in one map, duplicates are found with a hash set.
+const LINEAR_DEDUP_MAX: usize = 32;
+
+/// What happened to one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mapped {
+    /// The object was appended to the buffer; `truncated` when its message was cut.
+    Written {
+        /// The message was cut to fit [`MAX_LOG_BYTES`].
+        truncated: bool,
+    },
+    /// The object could not be made to fit [`MAX_LOG_BYTES`]; nothing was appended.
+    TooLarge {
+        /// Its size before truncation.
+        bytes: usize,
+    },
+}
+
+/// Per-worker buffers reused from record to record, so mapping allocates nothing per record.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    entries: Vec<Entry>,
+    skip: Vec<bool>,
+    keys: Vec<(usize, usize)>,
+    tags: Vec<u8>,
+    tag_ranges: Vec<(usize, usize)>,
+    text: Vec<u8>,
+}
+
+/// The mapping settings of one instance, with the static parts pre-serialized.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    message_key: Vec<u8>,
+    date_key: Option<String>,
+    tag_key: Option<String>,
+    source: Option<String>,
+    service: Option<String>,
+    hostname: Option<String>,
+    static_tags: Vec<String>,
+    ecs: bool,
+}
+
+/// OpenTelemetry fields found in a record's metadata.
+#[derive(Default)]
+struct Otlp<'a> {
+    severity_text: Option<&'a [u8]>,
+    trace_id: Option<u64>,
+    span_id: Option<u64>,
+}
+
+/// Which reserved attributes the record carries itself.
+#[derive(Default)]
+struct Present {
+    message: bool,
+    service: bool,
+    source: bool,
+    hostname: bool,
+    status: bool,
+    date: bool,
+    tag: bool,
+    trace_id: bool,
+    span_id: bool,
+    /// Entry index of the `dd_message_key` attribute.
+    message_key: Option<usize>,
+}
+
+impl Mapper {
+    /// Prepares the mapping for an instance's configuration.
+    pub fn new(cfg: &Config) -> Mapper {
+        Mapper {
+            message_key: cfg.message_key.as_bytes().to_vec(),
+            date_key: cfg.date_key.clone(),
+            tag_key: cfg.tag_key.clone(),
+            source: cfg.source.clone(),
+            service: cfg.service.clone(),
+            hostname: cfg.hostname.clone(),
+            static_tags: cfg.tags.clone(),
+            ecs: cfg.ecs,
+        }
+    }
+
+    /// Appends the Datadog object for `rec` (tagged `tag` by Fluent Bit) to `out`.
+    pub fn write(&self, rec: &Record, tag: &str, s: &mut Scratch, out: &mut Vec<u8>) -> Mapped {
+        let start = out.len();
+        let body = rec.body;
+        if decode::map_entries(body, &mut s.entries).is_err() {
+            // The decoder has already checked the body; keep going with what was listed.
+        }
+        s.skip.clear();
+        s.skip.resize(s.entries.len(), false);
+        s.keys.clear();
+        s.tags.clear();
+        s.tag_ranges.clear();
+
+        let present = self.scan(body, &s.entries);
+        let otlp = otlp_fields(rec.meta);
+
+        out.push(b'{');
+        if let Some(k) = &self.date_key
+            && !present.date
+        {
+            write_key(out, &mut s.keys, 0, k.as_bytes());
+            write_i64(out, rec.time.millis());
+        }
+        if let Some(k) = &self.tag_key
+            && !present.tag
+        {
+            write_key(out, &mut s.keys, 0, k.as_bytes());
+            write_str(out, tag.as_bytes());
+        }
+        let statics = [
+            (b"ddsource".as_slice(), &self.source, present.source),
+            (b"service".as_slice(), &self.service, present.service),
+            (b"hostname".as_slice(), &self.hostname, present.hostname),
+        ];
+        for (key, value, has) in statics {
+            if let Some(v) = value
+                && !has
+            {
+                write_key(out, &mut s.keys, 0, key);
+                write_str(out, v.as_bytes());
+            }
+        }
+        if let Some(sev) = otlp.severity_text
+            && !present.status
+        {
+            write_key(out, &mut s.keys, 0, b"status");
+            write_str(out, sev);
+        }
+        for (key, id, has) in [
+            (b"dd.trace_id".as_slice(), otlp.trace_id, present.trace_id),
+            (b"dd.span_id".as_slice(), otlp.span_id, present.span_id),
+        ] {
+            if let Some(id) = id
+                && !has
+            {
+                write_key(out, &mut s.keys, 0, key);
+                out.push(b'"');
+                out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+                out.push(b'"');
+            }
+        }
+
+        self.collect_tags(body, s);
+        if !s.tags.is_empty() {
+            write_key(out, &mut s.keys, 0, b"ddtags");
+            write_str(out, &s.tags);
+        }
+
+        let mut message = None;
+        if !present.message
+            && let Some(i) = present.message_key
+        {
+            s.skip[i] = true;
+            write_key(out, &mut s.keys, 0, b"message");
+            message = self.write_message(body, s.entries[i], out, &mut s.keys);
+        }
+
+        for i in 0..s.entries.len() {
+            if s.skip[i] {
+                continue;
+            }
+            let e = s.entries[i];
+            let mark = out.len();
+            let key = &body[e.key.0..e.key.1];
+            if !write_any_key(out, &mut s.keys, 0, key, &mut s.text) {
+                out.truncate(mark);
+                continue;
+            }
+            let is_message = as_str(key) == Some(b"message");
+            if is_message {
+                message = self.write_message(body, e, out, &mut s.keys);
+            } else {
+                write_value(
+                    &mut Reader::new(&body[e.value.0..e.value.1]),
+                    out,
+                    1,
+                    &mut s.keys,
+                );
+            }
+        }
+        out.push(b'}');
+
+        let size = out.len() - start;
+        if size <= MAX_LOG_BYTES {
+            return Mapped::Written { truncated: false };
+        }
+        if let Some((m0, m1)) = message
+            && truncate_message(out, m0, m1, size - MAX_LOG_BYTES)
+        {
+            return Mapped::Written { truncated: true };
+        }
+        out.truncate(start);
+        Mapped::TooLarge { bytes: size }
+    }
+
+    /// Notes which reserved attributes the record has and where the message key is.
+    fn scan(&self, body: &[u8], entries: &[Entry]) -> Present {
+        let mut p = Present::default();
+        for (i, e) in entries.iter().enumerate() {
+            let Some(k) = as_str(&body[e.key.0..e.key.1]) else {
+                continue;
+            };
+            match k {
+                b"message" => p.message = true,
+                b"service" => p.service = true,
+                b"ddsource" => p.source = true,
+                b"hostname" => p.hostname = true,
+                b"status" => p.status = true,
+                b"dd.trace_id" => p.trace_id = true,
+                b"dd.span_id" => p.span_id = true,
+                _ => {}
+            }
+            if self.date_key.as_deref().map(str::as_bytes) == Some(k) {
+                p.date = true;
+            }
+            if self.tag_key.as_deref().map(str::as_bytes) == Some(k) {
+                p.tag = true;
+            }
+            if k == self.message_key.as_slice() && p.message_key.is_none() {
+                p.message_key = Some(i);
+            }
+        }
+        p
+    }
+
+    /// Gathers the record's `ddtags`, the ECS tags and `dd_tags` into `s.tags`, marking the
+    /// attributes they came from as consumed.
+    fn collect_tags(&self, body: &[u8], s: &mut Scratch) {
+        let mut seen_ddtags = false;
+        for i in 0..s.entries.len() {
+            let e = s.entries[i];
+            let Some(k) = as_str(&body[e.key.0..e.key.1]) else {
+                continue;
+            };
+            if k == b"ddtags" && !seen_ddtags {
+                seen_ddtags = true;
+                if own_tags(&body[e.value.0..e.value.1], &mut s.tags, &mut s.tag_ranges) {
+                    s.skip[i] = true;
+                }
+            }
+        }
+        if self.ecs {
+            for i in 0..s.entries.len() {
+                let e = s.entries[i];
+                let Some(k) = as_str(&body[e.key.0..e.key.1]) else {
+                    continue;
+                };
+                if !ECS_KEYS.contains(&k) {
+                    continue;
+                }
+                let Some(v) = decode::as_bytes(&body[e.value.0..e.value.1]) else {
+                    continue;
+                };
+                if v.is_empty() {
+                    continue;
+                }
+                s.skip[i] = true;
+                ecs_tags(k, v, &mut s.tags, &mut s.tag_ranges, &mut s.text);
+            }
+        }
+        for t in &self.static_tags {
+            push_tag(&mut s.tags, &mut s.tag_ranges, t.as_bytes());
+        }
+    }
+
+    /// Writes the message value; returns the byte range of its JSON string when it is one.
+    fn write_message(
+        &self,
+        body: &[u8],
+        e: Entry,
+        out: &mut Vec<u8>,
+        keys: &mut Vec<(usize, usize)>,
+    ) -> Option<(usize, usize)> {
+        let raw = &body[e.value.0..e.value.1];
+        match decode::as_bytes(raw) {
+            Some(text) => {
+                let m0 = out.len();
+                write_str(out, text);
+                Some((m0, out.len()))
+            }
+            None => {
+                write_value(&mut Reader::new(raw), out, 1, keys);
+                None
+            }
+        }
+    }
+}
+
+/// The bytes of a str or bin key, for comparing with reserved names.
+fn as_str(raw_key: &[u8]) -> Option<&[u8]> {
+    decode::as_bytes(raw_key)
+}
+
+/// Appends the record's own `ddtags` (a comma-separated string or an array of strings).
+/// Returns false when the value is neither, leaving it as an ordinary attribute.
+fn own_tags(raw: &[u8], tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>) -> bool {
+    if let Some(text) = decode::as_bytes(raw) {
+        for t in text.split(|&b| b == b',') {
+            push_tag(tags, ranges, t.trim_ascii());
+        }
+        return true;
+    }
+    let mut r = Reader::new(raw);
+    let Ok(Value::Array(n)) = r.read() else {
+        return false;
+    };
+    let mut items = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        match r.read() {
+            Ok(Value::Str(b) | Value::Bin(b)) => items.push(b),
+            _ => return false,
+        }
+    }
+    for t in items {
+        push_tag(tags, ranges, t.trim_ascii());
+    }
+    true
+}
+
+/// Appends the tags Fluent Bit's datadog output (4.1+) derives from one FireLens attribute.
+fn ecs_tags(
+    key: &[u8],
+    v: &[u8],
+    tags: &mut Vec<u8>,
+    ranges: &mut Vec<(usize, usize)>,
+    tmp: &mut Vec<u8>,
+) {
+    let mut kv = |k: &str, val: &[u8]| {
+        tmp.clear();
+        tmp.extend_from_slice(k.as_bytes());
+        tmp.push(b':');
+        tmp.extend_from_slice(val);
+        push_tag(tags, ranges, tmp);
+    };
+    match key {
+        b"container_name" => kv("container_name", v.strip_prefix(b"/").unwrap_or(v)),
+        b"ecs_cluster" => kv("cluster_name", after(v, b"cluster/").unwrap_or(v)),
+        b"ecs_task_definition" => match v.iter().position(|&b| b == b':') {
+            Some(i) => {
+                kv("task_family", &v[..i]);
+                kv("task_version", &v[i + 1..]);
+            }
+            None => kv("ecs_task_definition", v),
+        },
+        b"ecs_task_arn" => {
+            kv("task_arn", v);
+            if let Some(rest) = v.strip_prefix(b"arn:aws:ecs:")
+                && let Some(i) = rest.iter().position(|&b| b == b':')
+            {
+                kv("region", &rest[..i]);
+            }
+            kv("task_id", after(v, b"task/").unwrap_or(v));
+        }
+        // container_id, container_image
+        _ => kv(std::str::from_utf8(key).unwrap_or("attribute"), v),
+    }
+}
+
+/// The text after the first occurrence of `needle`.
+fn after<'a>(hay: &'a [u8], needle: &[u8]) -> Option<&'a [u8]> {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| &hay[i + needle.len()..])
+}
+
+/// Adds one tag unless it is empty or already present.
+fn push_tag(tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>, tag: &[u8]) {
+    if tag.is_empty() || ranges.iter().any(|&(a, b)| &tags[a..b] == tag) {
+        return;
+    }
+    if !tags.is_empty() {
+        tags.push(b',');
+    }
+    let a = tags.len();
+    tags.extend_from_slice(tag);
+    ranges.push((a, tags.len()));
+}
+
+/// Reads `otlp.severity_text`, `otlp.trace_id` and `otlp.span_id` from the metadata map.
+fn otlp_fields(meta: &[u8]) -> Otlp<'_> {
+    let mut o = Otlp::default();
+    if meta.len() <= 1 {
+        return o;
+    }
+    let Some(otlp) = map_get(meta, b"otlp") else {
+        return o;
+    };
+    o.severity_text = map_get(otlp, b"severity_text").and_then(decode::as_bytes);
+    o.trace_id = map_get(otlp, b"trace_id").and_then(id_low64);
+    o.span_id = map_get(otlp, b"span_id").and_then(id_low64);
+    o
+}
+
+/// The raw value of `key` in a map (first occurrence).
+fn map_get<'a>(map: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut r = Reader::new(map);
+    let Ok(Value::Map(n)) = r.read() else {
+        return None;
+    };
+    for _ in 0..n {
+        let k = r.read().ok()?;
+        let v = r.raw_value().ok()?;
+        if matches!(k, Value::Str(b) | Value::Bin(b) if b == key) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The low 64 bits of a trace or span id given as raw bytes (8 or 16) or hex text,
+/// which is the form Datadog correlates on.
+fn id_low64(raw: &[u8]) -> Option<u64> {
+    let bytes = match Reader::new(raw).read().ok()? {
+        Value::Bin(b) => b,
+        Value::Str(s) if s.len() == 8 || s.len() == 16 => {
+            if s.iter().all(u8::is_ascii_hexdigit) {
+                let text = std::str::from_utf8(s).ok()?;
+                return u64::from_str_radix(text, 16).ok().filter(|&v| v != 0);
+            }
+            s
+        }
+        Value::Str(s) if s.len() == 32 && s.iter().all(u8::is_ascii_hexdigit) => {
+            let text = std::str::from_utf8(&s[16..]).ok()?;
+            return u64::from_str_radix(text, 16).ok().filter(|&v| v != 0);
+        }
+        _ => return None,
+    };
+    if bytes.len() != 8 && bytes.len() != 16 {
+        return None;
+    }
+    let low: [u8; 8] = bytes[bytes.len() - 8..].try_into().ok()?;
+    Some(u64::from_be_bytes(low)).filter(|&v| v != 0)
+}
+
+/// Writes `,"key":` (or `"key":` first), recording the key for duplicate checks.
+fn write_key(out: &mut Vec<u8>, keys: &mut Vec<(usize, usize)>, base: usize, key: &[u8]) {
+    if keys.len() > base {
+        out.push(b',');
+    }
+    let a = out.len();
+    write_str(out, key);
+    keys.push((a, out.len()));
+    out.push(b':');
+}
+
+/// Writes a key given as a raw msgpack value, unless the same key text was already written
+/// in this map (entries `keys[base..]`). Returns false for a duplicate; the caller then
+/// truncates what was written and skips the value.
+fn write_any_key(
+    out: &mut Vec<u8>,
+    keys: &mut Vec<(usize, usize)>,
+    base: usize,
+    raw_key: &[u8],
+    tmp: &mut Vec<u8>,
+) -> bool {
+    if keys.len() > base {
+        out.push(b',');
+    }
+    let a = out.len();
+    match Reader::new(raw_key).read() {
+        Ok(Value::Str(b) | Value::Bin(b)) => write_str(out, b),
+        Ok(Value::UInt(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
+        Ok(Value::Int(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
+        _ => {
+            // Any other key: its JSON text, as a string.
+            tmp.clear();
+            write_value(&mut Reader::new(raw_key), tmp, MAX_DEPTH, &mut Vec::new());
+            let text = std::mem::take(tmp);
+            write_str(out, &text);
+            *tmp = text;
+        }
+    }
+    let b = out.len();
+    let new = &out[a..b];
+    let dup = if keys.len() - base <= LINEAR_DEDUP_MAX {
+        keys[base..].iter().any(|&(x, y)| &out[x..y] == new)
+    } else {
+        let set: HashSet<&[u8]> = keys[base..].iter().map(|&(x, y)| &out[x..y]).collect();
+        set.contains(new)
+    };
+    if dup {
+        return false;
+    }
+    keys.push((a, b));
+    out.push(b':');
+    true
+}
+
+/// Writes one msgpack value as JSON. `depth` counts the containers around it.
+fn write_value(r: &mut Reader, out: &mut Vec<u8>, depth: usize, keys: &mut Vec<(usize, usize)>) {
+    let v = match r.read() {
+        Ok(v) => v,
+        Err(_) => {
+            out.extend_from_slice(b"null");
+            return;
+        }
+    };
+    match v {
+        Value::Nil => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::UInt(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        Value::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        Value::Float(f) if f.is_finite() => {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes())
+        }
+        Value::Float(_) => out.extend_from_slice(b"null"),
+        Value::Str(b) | Value::Bin(b) => write_str(out, b),
+        Value::Ext(0, d) if d.len() == 8 => {
+            // A nested EventTime: epoch milliseconds.
+            let secs = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as i64;
+            let nanos = u32::from_be_bytes([d[4], d[5], d[6], d[7]]) as i64;
+            write_i64(
+                out,
+                secs * 1000 + (nanos.min(999_999_999) + 500_000) / 1_000_000,
+            );
+        }
+        Value::Ext(t, d) => {
+            let mut s = format!("ext:{t}:");
+            for b in d {
+                s.push_str(&format!("{b:02x}"));
+            }
+            write_str(out, s.as_bytes());
+        }
+        Value::Array(n) | Value::Map(n) if depth >= MAX_DEPTH => {
+            let items = if matches!(v, Value::Map(_)) { 2 * n } else { n };
+            for _ in 0..items {
+                if r.skip().is_err() {
+                    break;
+                }
+            }
+            write_str(out, NESTING_MARKER.as_bytes());
+        }
+        Value::Array(n) => {
+            out.push(b'[');
+            for i in 0..n {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(r, out, depth + 1, keys);
+            }
+            out.push(b']');
+        }
+        Value::Map(n) => {
+            out.push(b'{');
+            let base = keys.len();
+            let mut tmp = Vec::new();
+            for _ in 0..n {
+                let mark = out.len();
+                let Ok(raw_key) = r.raw_value() else {
+                    break;
+                };
+                if write_any_key(out, keys, base, raw_key, &mut tmp) {
+                    write_value(r, out, depth + 1, keys);
+                } else {
+                    out.truncate(mark);
+                    if r.skip().is_err() {
+                        break;
+                    }
+                }
+            }
+            keys.truncate(base);
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_i64(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Writes bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
+pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => escape(out, s),
+        Err(_) => escape(out, &String::from_utf8_lossy(bytes)),
+    }
+}
+
+fn escape(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
+}
+
+/// Cuts the JSON string at `out[m0..m1]` (quotes included) by at least `excess` bytes,
+/// at a character boundary, and appends [`TRUNCATION_MARKER`]. False when it cannot fit.
+fn truncate_message(out: &mut Vec<u8>, m0: usize, m1: usize, excess: usize) -> bool {
+    let content = m1 - m0 - 2;
+    let Some(budget) = content.checked_sub(excess + TRUNCATION_MARKER.len()) else {
+        return false;
+    };
+    // Walk the escaped text so the cut never splits an escape or a UTF-8 sequence.
+    let text = &out[m0 + 1..m1 - 1];
+    let mut cut = 0;
+    while cut < text.len() {
+        let step = match text[cut] {
+            b'\\' if text.get(cut + 1) == Some(&b'u') => 6,
+            b'\\' => 2,
+            b if b < 0x80 => 1,
+            b if b >= 0xf0 => 4,
+            b if b >= 0xe0 => 3,
+            _ => 2,
+        };
+        if cut + step > budget {
+            break;
+        }
+        cut += step;
+    }
+    out.splice(m0 + 1 + cut..m1 - 1, TRUNCATION_MARKER.bytes());
+    true
+}
+
+#[cfg(test)]
+mod tests;

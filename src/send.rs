@@ -1,0 +1,277 @@
+//! The HTTP client, compression, and what each intake response means.
+//!
+//! One ureq agent per instance keeps connections alive across flushes. TLS is rustls with the
+//! system's CA bundle (through rustls-platform-verifier), plus `tls_ca_file` when given;
+//! Mozilla's bundled roots are the fallback on a system with no CA bundle.
+//!
+//! | response | meaning |
+//! |---|---|
+//! | 2xx | accepted |
+//! | 408, 429, 5xx, connect/transport error | retry later ([`Outcome::Retry`]) |
+//! | 400, 413 | this payload will never be accepted as it is ([`Outcome::Rejected`]); split it |
+//! | other 4xx (401, 403, ...) | no request will be accepted ([`Outcome::Rejected`]) |
+
+use crate::options::{Compression, Config};
+use flate2::write::GzEncoder;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The `User-Agent` and origin version sent with every request.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What one request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: the intake took the payload.
+    Accepted,
+    /// A failure that a later attempt may not meet: 408, 429, 5xx, or the network.
+    Retry(String),
+    /// A 4xx other than 408/429: resending the same payload gets the same answer.
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+}
+
+/// The answer of a key-validation probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// 200: the key belongs to this site.
+    Valid,
+    /// 401/403: the key is unknown here.
+    Invalid,
+    /// No verdict (timeout, 429, 5xx, network).
+    Unknown(String),
+}
+
+/// The instance's HTTP client.
+pub struct Client {
+    agent: ureq::Agent,
+    api_key: String,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The root certificates to trust, and a note for the start-up log line.
+fn root_certs(cfg: &Config) -> Result<(ureq::tls::RootCerts, &'static str), String> {
+    let Some(path) = &cfg.tls_ca_file else {
+        let system = rustls_native_certs::load_native_certs();
+        return Ok(if system.certs.is_empty() {
+            (
+                ureq::tls::RootCerts::WebPki,
+                "bundled Mozilla roots (no system CA bundle found)",
+            )
+        } else {
+            (ureq::tls::RootCerts::PlatformVerifier, "system CA bundle")
+        });
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read tls_ca_file {}: {e}", path.display()))?;
+    let mut certs: Vec<ureq::tls::Certificate<'static>> = rustls_native_certs::load_native_certs()
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    for item in ureq::tls::parse_pem(&pem).flatten() {
+        if let ureq::tls::PemItem::Certificate(c) = item {
+            certs.push(c);
+        }
+    }
+    Ok((
+        ureq::tls::RootCerts::Specific(Arc::new(certs)),
+        "system CA bundle and tls_ca_file",
+    ))
+}
+
+impl Client {
+    /// Builds the agent: timeouts, connection pool, proxy and TLS roots from `cfg`.
+    /// Returns the client and a description of the trusted roots.
+    pub fn new(cfg: &Config) -> Result<(Client, &'static str), String> {
+        let (roots, roots_note) = root_certs(cfg)?;
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+        let proxy = match &cfg.proxy {
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("proxy: {e}"))?),
+            None => ureq::Proxy::try_from_env(),
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(cfg.timeout))
+            .timeout_connect(Some(cfg.connect_timeout()))
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(cfg.max_concurrency.max(4) * 2)
+            .max_idle_age(Duration::from_secs(50))
+            .max_redirects(0)
+            .user_agent(format!("fluent-bit-datadog/{VERSION}"))
+            .proxy(proxy)
+            .tls_config(tls)
+            .build()
+            .into();
+        Ok((
+            Client {
+                agent,
+                api_key: cfg.api_key.clone(),
+                compression: cfg.compression,
+            },
+            roots_note,
+        ))
+    }
+
+    /// POSTs one JSON array to `url`. Returns the outcome and the bytes put on the wire.
+    pub fn post_logs(&self, url: &str, json: &[u8]) -> (Outcome, usize) {
+        let req = self
+            .agent
+            .post(url)
+            .header("DD-API-KEY", &self.api_key)
+            .header("Content-Type", "application/json")
+            .header("DD-EVP-ORIGIN", "fluent-bit-datadog")
+            .header("DD-EVP-ORIGIN-VERSION", VERSION);
+        let (req, body) = match self.compression {
+            Compression::Gzip(level) => (req.header("Content-Encoding", "gzip"), gzip(json, level)),
+            Compression::None => (req, json.to_vec()),
+        };
+        let wire = body.len();
+        let outcome = match req.send(&body[..]) {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let text = body_start(&mut resp);
+                classify(status, text)
+            }
+            Err(e) => Outcome::Retry(transport_reason(&e)),
+        };
+        (outcome, wire)
+    }
+
+    /// Asks `GET <api_base>/api/v1/validate` whether the key belongs to that site.
+    pub fn validate(&self, api_base: &str, timeout: Duration) -> Validation {
+        let url = format!("{api_base}/api/v1/validate");
+        let result = self
+            .agent
+            .get(&url)
+            .header("DD-API-KEY", &self.api_key)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call();
+        match result {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let _ = body_start(&mut resp);
+                match status {
+                    200..=299 => Validation::Valid,
+                    401 | 403 => Validation::Invalid,
+                    s => Validation::Unknown(format!("HTTP {s}")),
+                }
+            }
+            Err(e) => Validation::Unknown(transport_reason(&e)),
+        }
+    }
+}
+
+/// Maps a status to an outcome.
+pub fn classify(status: u16, body: String) -> Outcome {
+    match status {
+        200..=299 => Outcome::Accepted,
+        408 | 429 | 500..=599 => Outcome::Retry(format!("HTTP {status}")),
+        _ => Outcome::Rejected { status, body },
+    }
+}
+
+/// Reads the response to the end (so the connection is reused) and keeps its first 200
+/// characters, on one line.
+fn body_start(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    let bytes = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_vec()
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let mut s: String = text.chars().take(200).collect();
+    s = s.replace(['\n', '\r'], " ");
+    s.trim().to_string()
+}
+
+fn transport_reason(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timeout ({t})"),
+        ureq::Error::Io(io) => format!("connection error: {io}"),
+        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Gzips `json` at `level` (1-9).
+pub fn gzip(json: &[u8], level: u32) -> Vec<u8> {
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(json.len() / 4 + 64),
+        flate2::Compression::new(level),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(json);
+    enc.finish().unwrap_or_default()
+}
+
+/// The host part of a URL, for log lines.
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn statuses_are_classified() {
+        for s in [200, 202, 204] {
+            assert_eq!(classify(s, String::new()), Outcome::Accepted);
+        }
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(s, String::new()), Outcome::Retry(_)),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 413] {
+            assert!(
+                matches!(classify(s, String::new()), Outcome::Rejected { .. }),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let json = br#"[{"message":"hello"}]"#.repeat(100);
+        let z = gzip(&json, 3);
+        assert!(z.len() < json.len());
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, json);
+    }
+
+    #[test]
+    fn host_is_extracted() {
+        assert_eq!(
+            host_of("https://http-intake.logs.ap1.datadoghq.com/api/v2/logs"),
+            "http-intake.logs.ap1.datadoghq.com"
+        );
+        assert_eq!(
+            host_of("http://127.0.0.1:8080/api/v2/logs"),
+            "127.0.0.1:8080"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long one validation probe may take.
+/// Longest a validation probe may take (shorter when `timeout` is shorter).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait before probing again when some sites could not be asked.
 pub const REPROBE_AFTER: Duration = Duration::from_secs(30);
@@ -121,6 +121,7 @@ pub fn probe(client: &Client, list: &[Candidate], timeout: Duration) -> Probe {
 pub struct Resolver {
     target: RwLock<Target>,
     candidates: Vec<Candidate>,
+    probe_timeout: Duration,
     last_probe: Mutex<Option<Instant>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Cached answer for the 403 explanation: `Some(None)` = valid nowhere.
@@ -144,6 +145,7 @@ impl Resolver {
         Resolver {
             target: RwLock::new(target),
             candidates: candidates(cfg),
+            probe_timeout: cfg.timeout.min(PROBE_TIMEOUT),
             last_probe: Mutex::new(None),
             thread: Mutex::new(None),
             explained_403: Mutex::new(None),
@@ -193,7 +195,7 @@ impl Resolver {
 
     fn run_probe(&self, client: &Client, name: &str) {
         let names: Vec<&str> = self.candidates.iter().map(|c| c.name.as_str()).collect();
-        let verdict = probe(client, &self.candidates, PROBE_TIMEOUT);
+        let verdict = probe(client, &self.candidates, self.probe_timeout);
         let new = match verdict {
             Probe::Found(c) => {
                 log::write(
@@ -248,7 +250,7 @@ impl Resolver {
             .filter(|c| c.name != site)
             .cloned()
             .collect();
-        let answer = match probe(client, &others, PROBE_TIMEOUT) {
+        let answer = match probe(client, &others, self.probe_timeout) {
             Probe::Found(c) => Some(Some(c.name)),
             Probe::NoneAccepts => Some(None),
             Probe::Unknown(_) => None,
@@ -257,7 +259,7 @@ impl Resolver {
         answer.flatten()
     }
 
-    /// Waits for a running probe to end (it is bounded by [`PROBE_TIMEOUT`]).
+    /// Waits for a running probe to end (it is bounded by the probe timeout).
     pub fn join(&self) {
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {

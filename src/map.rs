@@ -13,7 +13,8 @@
 //! plugin's attributes are only written when the record has none). Strings that are not valid
 //! UTF-8 (str or bin) are kept lossily; non-string keys become strings; NaN and infinities
 //! become `null`; nesting deeper than [`MAX_DEPTH`] is replaced by [`NESTING_MARKER`]. An
-//! object over Datadog's 1 MB single-log limit has its message cut to fit, ending in
+//! object over Datadog's 1 MB single-log limit has its message cut to fit (then, if needed,
+//! its largest other string attributes), each cut string ending in
 //! [`TRUNCATION_MARKER`].
 
 use crate::decode::{self, Entry, Reader, Record, Value};
@@ -66,6 +67,7 @@ pub struct Scratch {
     tags: Vec<u8>,
     tag_ranges: Vec<(usize, usize)>,
     text: Vec<u8>,
+    strings: Vec<(usize, usize)>,
 }
 
 /// The mapping settings of one instance, with the static parts pre-serialized.
@@ -132,6 +134,7 @@ impl Mapper {
         s.keys.clear();
         s.tags.clear();
         s.tag_ranges.clear();
+        s.strings.clear();
 
         let present = self.scan(body, &s.entries);
         let otlp = otlp_fields(rec.meta);
@@ -212,12 +215,12 @@ impl Mapper {
             if is_message {
                 message = self.write_message(body, e, out, &mut s.keys);
             } else {
-                write_value(
-                    &mut Reader::new(&body[e.value.0..e.value.1]),
-                    out,
-                    1,
-                    &mut s.keys,
-                );
+                let v0 = out.len();
+                let raw = &body[e.value.0..e.value.1];
+                write_value(&mut Reader::new(raw), out, 1, &mut s.keys);
+                if decode::as_bytes(raw).is_some() {
+                    s.strings.push((v0, out.len()));
+                }
             }
         }
         out.push(b'}');
@@ -226,9 +229,29 @@ impl Mapper {
         if size <= MAX_LOG_BYTES {
             return Mapped::Written { truncated: false };
         }
-        if let Some((m0, m1)) = message
-            && truncate_message(out, m0, m1, size - MAX_LOG_BYTES)
-        {
+        // Over 1 MB: cut the message first, then the largest other top-level strings.
+        let mut cuts: Vec<(usize, usize)> = std::mem::take(&mut s.strings);
+        cuts.sort_by_key(|&(a, b)| std::cmp::Reverse(b - a));
+        if let Some(m) = message {
+            cuts.insert(0, m);
+        }
+        for i in 0..cuts.len() {
+            let excess = (out.len() - start).saturating_sub(MAX_LOG_BYTES);
+            if excess == 0 {
+                break;
+            }
+            let (m0, m1) = cuts[i];
+            let removed = cut_string(out, m0, m1, excess);
+            for c in cuts.iter_mut().skip(i + 1) {
+                if c.0 > m0 {
+                    *c = (c.0 - removed, c.1 - removed);
+                }
+            }
+        }
+        cuts.clear();
+        s.strings = cuts;
+        let size_after = out.len() - start;
+        if size_after <= MAX_LOG_BYTES {
             return Mapped::Written { truncated: true };
         }
         out.truncate(start);
@@ -624,13 +647,15 @@ fn escape(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
-/// Cuts the JSON string at `out[m0..m1]` (quotes included) by at least `excess` bytes,
-/// at a character boundary, and appends [`TRUNCATION_MARKER`]. False when it cannot fit.
-fn truncate_message(out: &mut Vec<u8>, m0: usize, m1: usize, excess: usize) -> bool {
+/// Cuts the JSON string at `out[m0..m1]` (quotes included) by up to `excess` bytes (more
+/// when the cut must fall on a boundary), at a character boundary, and appends
+/// [`TRUNCATION_MARKER`]. Returns the bytes removed (0 when the string is too short to cut).
+fn cut_string(out: &mut Vec<u8>, m0: usize, m1: usize, excess: usize) -> usize {
     let content = m1 - m0 - 2;
-    let Some(budget) = content.checked_sub(excess + TRUNCATION_MARKER.len()) else {
-        return false;
-    };
+    if content <= TRUNCATION_MARKER.len() {
+        return 0;
+    }
+    let budget = content.saturating_sub(excess + TRUNCATION_MARKER.len());
     // Walk the escaped text so the cut never splits an escape or a UTF-8 sequence.
     let text = &out[m0 + 1..m1 - 1];
     let mut cut = 0;
@@ -649,7 +674,7 @@ fn truncate_message(out: &mut Vec<u8>, m0: usize, m1: usize, excess: usize) -> b
         cut += step;
     }
     out.splice(m0 + 1 + cut..m1 - 1, TRUNCATION_MARKER.bytes());
-    true
+    content - cut - TRUNCATION_MARKER.len()
 }
 
 #[cfg(test)]

@@ -1,0 +1,198 @@
+//! `conformance_host`: drives the plugin .so as Fluent Bit would, from a JSON scenario.
+//!
+//! ```text
+//! conformance_host SCENARIO.json      (or - for standard input)
+//! ```
+//! The scenario names instances (their options), flushes (a fixture or generated
+//! FireLens-shaped records, how many times, on how many concurrent threads, with how many
+//! retries of the same bytes after RETRY) and how to exit. The plugin's log lines go to
+//! stderr; a JSON report goes to stdout: Register's fields, Init codes, every flush code, and
+//! the process's CPU time, wall time and peak RSS from the operating system.
+//!
+//! ```json
+//! {"instances": [{"options": {"apikey": "k", "endpoint": "http://127.0.0.1:8080"}}],
+//!  "flushes": [{"instance": 0, "fixture": "fb-1.9.10-forward.msgpack"},
+//!              {"instance": 0, "generate": {"records": 20000, "per_chunk": 2000, "v2": true},
+//!               "threads": 2, "retries": 5, "retry_pause_ms": 100}],
+//!  "exit": "ctx"}
+//! ```
+//! `exit` is `ctx` (ExitCtx per instance), `same_ctx` (Fluent Bit 1.9: the last instance's
+//! context for every instance), `global` (FLBPluginExit) or `none`.
+
+mod host;
+
+use host::{Ctx, FIRELENS_TAG, Host, Props};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let arg = std::env::args().nth(1).unwrap_or_else(|| {
+        eprintln!("usage: conformance_host SCENARIO.json|-");
+        std::process::exit(2);
+    });
+    let text = if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).expect("read stdin");
+        s
+    } else {
+        std::fs::read_to_string(&arg).unwrap_or_else(|e| {
+            eprintln!("cannot read {arg}: {e}");
+            std::process::exit(2);
+        })
+    };
+    let scenario: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        eprintln!("bad scenario JSON: {e}");
+        std::process::exit(2);
+    });
+    let report = run(&scenario);
+    println!("{report}");
+}
+
+fn run(s: &Value) -> Value {
+    let wall = Instant::now();
+    let mut host = Host::load();
+    let reg = host.register();
+    let mut init_codes = Vec::new();
+    let mut ctxs = Vec::new();
+    for inst in s["instances"].as_array().cloned().unwrap_or_default() {
+        let pairs: Vec<(String, String)> = inst["options"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (code, ctx) = host.init(Props::new(&pairs));
+        init_codes.push(code);
+        ctxs.push(ctx);
+    }
+    let mut flush_reports = Vec::new();
+    let all_ok = init_codes.iter().all(|&c| c == 1);
+    if all_ok {
+        for f in s["flushes"].as_array().cloned().unwrap_or_default() {
+            let ctx = ctxs[f["instance"].as_u64().unwrap_or(0) as usize];
+            flush_reports.push(run_flush(&host, ctx, &f));
+        }
+    }
+    let exit = s["exit"].as_str().unwrap_or("ctx");
+    let exit_started = Instant::now();
+    if all_ok || exit != "none" {
+        match exit {
+            "ctx" => ctxs.iter().for_each(|c| {
+                host.exit_ctx(*c);
+            }),
+            "same_ctx" => {
+                if let Some(last) = ctxs.last() {
+                    for _ in &ctxs {
+                        host.exit_ctx(*last);
+                    }
+                }
+            }
+            "global" => {
+                host.exit_all();
+            }
+            _ => {}
+        }
+    }
+    let exit_s = exit_started.elapsed().as_secs_f64();
+    json!({
+        "register": {
+            "type": reg.kind, "proxy": reg.proxy, "flags": reg.flags, "name": reg.name,
+            "description": reg.description, "code": reg.code, "canary_intact": reg.canary_intact,
+        },
+        "init": init_codes,
+        "flushes": flush_reports,
+        "exit_s": exit_s,
+        "wall_s": wall.elapsed().as_secs_f64(),
+        "rusage": rusage(),
+    })
+}
+
+fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
+    let tag = f["tag"].as_str().unwrap_or(FIRELENS_TAG).to_string();
+    let repeat = f["repeat"].as_u64().unwrap_or(1) as usize;
+    let threads = f["threads"].as_u64().unwrap_or(1).max(1) as usize;
+    let attempts = f["retries"].as_u64().unwrap_or(0) as usize + 1;
+    let pause = Duration::from_millis(f["retry_pause_ms"].as_u64().unwrap_or(100));
+    // `on_init_thread`: flush from the thread that ran Init, as Fluent Bit does without
+    // `Workers` (no 24 KiB stack here: that is the engine thread's own stack).
+    let on_init_thread = f["on_init_thread"].as_bool().unwrap_or(false);
+    let chunks: Vec<Vec<u8>> = if let Some(name) = f["fixture"].as_str() {
+        vec![host::fixture(name); repeat]
+    } else if let Some(g) = f.get("generate") {
+        let total = g["records"].as_u64().unwrap_or(1000) as usize;
+        let per = g["per_chunk"].as_u64().unwrap_or(2000).max(1) as usize;
+        let v2 = g["v2"].as_bool().unwrap_or(true);
+        (0..total.div_ceil(per))
+            .map(|i| host::firelens_chunk(per.min(total - i * per), i * per, v2))
+            .collect()
+    } else if let Some(hex) = f["hex"].as_str() {
+        vec![decode_hex(hex); repeat]
+    } else {
+        vec![Vec::new(); repeat]
+    };
+    let bytes: usize = chunks.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    if on_init_thread {
+        let codes: Vec<Vec<i32>> = chunks
+            .iter()
+            .map(|c| vec![host.flush_here(ctx, c, &tag)])
+            .collect();
+        return json!({"chunks": chunks.len(), "bytes": bytes, "codes": codes,
+                      "seconds": started.elapsed().as_secs_f64()});
+    }
+    let next = Mutex::new(0usize);
+    let codes = Mutex::new(vec![Vec::new(); chunks.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().unwrap();
+                        let i = *n;
+                        *n += 1;
+                        i
+                    };
+                    if i >= chunks.len() {
+                        break;
+                    }
+                    let c = host.flush_with_retries(ctx, &chunks[i], &tag, attempts, pause);
+                    codes.lock().unwrap()[i] = c;
+                }
+            });
+        }
+    });
+    json!({
+        "chunks": chunks.len(),
+        "bytes": bytes,
+        "codes": codes.into_inner().unwrap(),
+        "seconds": started.elapsed().as_secs_f64(),
+    })
+}
+
+fn decode_hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+/// CPU seconds and peak RSS of this process, from getrusage(2).
+fn rusage() -> Value {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    json!({
+        "user_s": secs(ru.ru_utime),
+        "sys_s": secs(ru.ru_stime),
+        "max_rss_kb": ru.ru_maxrss,
+    })
+}

@@ -1,0 +1,360 @@
+//! A stand-in for Fluent Bit's proxy-plugin host: loads the plugin's .so with `dlopen` and
+//! drives it through the same C interface, with the same memory layouts, as Fluent Bit does.
+//!
+//! * Register gets a 32-byte definition struct filled with garbage (Fluent Bit <= 4.2.2
+//!   `malloc`s it), followed by canary bytes that must survive.
+//! * Init gets one `flbgo_output_plugin` struct reused for every instance (its `o_ins` and
+//!   `context` rewritten before each Init, as the host does) and an api table of 8 bytes: the
+//!   1.9.10 layout, holding only `output_get_property`.
+//! * Flushes run on threads whose stack is 24 KiB, the size of Fluent Bit's coroutine stacks.
+//! * Exit can be per instance, 1.9-style (the last context for every instance) or global.
+//!
+//! Shared by the `conformance_host` binary and the in-process ABI tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+
+/// Fluent Bit's coroutine stack size on x86_64 glibc (1.5 x PTHREAD_STACK_MIN).
+pub const CORO_STACK: usize = 24 * 1024;
+
+type RegisterFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type InitFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type FlushCtxFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize, *mut c_char) -> c_int;
+type ExitCtxFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type ExitFn = unsafe extern "C" fn() -> c_int;
+type GetPropertyFn = unsafe extern "C" fn(*const c_char, *mut c_void) -> *const c_char;
+
+/// What Register wrote.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// `type` field (2 = output).
+    pub kind: i32,
+    /// `proxy` field (11 = Go proxy).
+    pub proxy: i32,
+    /// `flags` field.
+    pub flags: i32,
+    /// Plugin name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Register's return value.
+    pub code: i32,
+    /// True when the bytes after offset 32 were left untouched.
+    pub canary_intact: bool,
+}
+
+/// The options of one output instance, as the host's `output_get_property` sees them.
+pub struct Props {
+    map: HashMap<String, CString>,
+}
+
+impl Props {
+    /// Options from pairs; keys match case-insensitively, as in Fluent Bit.
+    pub fn new<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Box<Props> {
+        Box::new(Props {
+            map: pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_ref().to_ascii_lowercase(),
+                        CString::new(v.as_ref()).expect("option value with NUL"),
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The host's property getter: NULL for absent or empty values, as `flb_output_get_property`.
+unsafe extern "C" fn get_property(key: *const c_char, ins: *mut c_void) -> *const c_char {
+    if key.is_null() || ins.is_null() {
+        return std::ptr::null();
+    }
+    // SAFETY: `ins` is the `Props` the host put in `o_ins`; `key` is the plugin's C string.
+    let props = unsafe { &*(ins as *const Props) };
+    let key = unsafe { CStr::from_ptr(key) }
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    match props.map.get(&key) {
+        Some(v) if !v.as_bytes().is_empty() => v.as_ptr(),
+        _ => std::ptr::null(),
+    }
+}
+
+/// Mirrors `struct flbgo_output_plugin` (72 bytes; the plugin reads the first four members).
+#[repr(C)]
+struct GoPlugin {
+    name: *mut c_char,
+    api: *mut c_void,
+    o_ins: *mut c_void,
+    context: *mut c_void,
+    host_callbacks: [*mut c_void; 5],
+}
+
+/// Mirrors `struct flb_plugin_proxy_context`.
+#[repr(C)]
+struct ProxyContext {
+    remote_context: *mut c_void,
+    proxy: *mut c_void,
+}
+
+/// A loaded plugin.
+pub struct Host {
+    handle: *mut c_void,
+    register: RegisterFn,
+    init: InitFn,
+    flush_ctx: FlushCtxFn,
+    exit_ctx: ExitCtxFn,
+    exit: ExitFn,
+    api: *mut c_void,
+    plugin: *mut GoPlugin,
+    instances: Vec<(Box<Props>, Box<ProxyContext>)>,
+}
+
+// The raw pointers are only used under the host's own discipline (Init on one thread,
+// flushes concurrently as Fluent Bit's workers do).
+unsafe impl Send for Host {}
+unsafe impl Sync for Host {}
+
+/// A context token handed to flush calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ctx(pub usize);
+
+/// Finds the plugin library: `$FLB_DATADOG_SO`, else next to the running test binary.
+pub fn library_path() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("FLB_DATADOG_SO") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    for dir in exe.ancestors().skip(1).take(3) {
+        let p = dir.join("libfluent_bit_datadog.so");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "libfluent_bit_datadog.so not found near {}: run `cargo build` first or set FLB_DATADOG_SO",
+        exe.display()
+    );
+}
+
+unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> T {
+    let c = CString::new(name).unwrap();
+    // SAFETY: dlsym on a live handle; the caller names the right function type.
+    let p = unsafe { libc::dlsym(handle, c.as_ptr()) };
+    assert!(!p.is_null(), "symbol {name} is not exported");
+    unsafe { std::mem::transmute_copy(&p) }
+}
+
+impl Host {
+    /// `dlopen`s the plugin (RTLD_LAZY, local scope, as Fluent Bit) and looks up its symbols.
+    pub fn load() -> Host {
+        let path = library_path();
+        let c = CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: plain dlopen of a shared object.
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
+        assert!(!handle.is_null(), "dlopen {} failed", path.display());
+        // SAFETY: the symbols have the signatures of Fluent Bit's proxy interface.
+        unsafe {
+            // The 1.9.10 api table: 8 bytes, malloc'd, holding only output_get_property.
+            let api = libc::malloc(8) as *mut GetPropertyFn;
+            api.write(get_property);
+            let plugin = libc::malloc(std::mem::size_of::<GoPlugin>()) as *mut GoPlugin;
+            std::ptr::write_bytes(plugin as *mut u8, 0x5a, std::mem::size_of::<GoPlugin>());
+            (*plugin).name = c"datadog_logs".as_ptr() as *mut c_char;
+            (*plugin).api = api as *mut c_void;
+            Host {
+                handle,
+                register: sym(handle, "FLBPluginRegister"),
+                init: sym(handle, "FLBPluginInit"),
+                flush_ctx: sym(handle, "FLBPluginFlushCtx"),
+                exit_ctx: sym(handle, "FLBPluginExitCtx"),
+                exit: sym(handle, "FLBPluginExit"),
+                api: api as *mut c_void,
+                plugin,
+                instances: Vec::new(),
+            }
+        }
+    }
+
+    /// Calls Register with a 32-byte, uninitialised definition followed by 16 canary bytes.
+    pub fn register(&self) -> Registration {
+        // SAFETY: a malloc'd buffer larger than the 32 bytes the plugin may write.
+        unsafe {
+            let def = libc::malloc(48) as *mut u8;
+            std::ptr::write_bytes(def, 0xa5, 48);
+            let code = (self.register)(def as *mut c_void);
+            let canary_intact = (32..48).all(|i| *def.add(i) == 0xa5);
+            let kind = (def as *const i32).read_unaligned();
+            let proxy = (def.add(4) as *const i32).read_unaligned();
+            let flags = (def.add(8) as *const i32).read_unaligned();
+            let name_p = (def.add(16) as *const *const c_char).read_unaligned();
+            let desc_p = (def.add(24) as *const *const c_char).read_unaligned();
+            let text = |p: *const c_char| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(p).to_string_lossy().into_owned()
+                }
+            };
+            let r = Registration {
+                kind,
+                proxy,
+                flags,
+                name: text(name_p),
+                description: text(desc_p),
+                code,
+                canary_intact,
+            };
+            libc::free(def as *mut c_void);
+            r
+        }
+    }
+
+    /// Initialises one more instance with `props`; returns Init's code and the context token.
+    pub fn init(&mut self, props: Box<Props>) -> (i32, Ctx) {
+        let mut ctx = Box::new(ProxyContext {
+            remote_context: std::ptr::null_mut(),
+            proxy: std::ptr::null_mut(),
+        });
+        // SAFETY: the shared plugin struct is rewritten before each Init, as the host does.
+        let code = unsafe {
+            (*self.plugin).o_ins = &*props as *const Props as *mut c_void;
+            (*self.plugin).context = &mut *ctx as *mut ProxyContext as *mut c_void;
+            (self.init)(self.plugin as *mut c_void)
+        };
+        let token = Ctx(ctx.remote_context as usize);
+        self.instances.push((props, ctx));
+        (code, token)
+    }
+
+    /// One FlushCtx call on the current thread. The tag is a fresh heap copy, freed after.
+    pub fn flush_here(&self, ctx: Ctx, data: &[u8], tag: &str) -> i32 {
+        let tag = CString::new(tag).unwrap();
+        // SAFETY: data and tag are valid for the call, as the host guarantees.
+        unsafe {
+            let t = libc::strdup(tag.as_ptr());
+            let code = (self.flush_ctx)(
+                ctx.0 as *mut c_void,
+                data.as_ptr() as *const c_void,
+                data.len(),
+                t,
+            );
+            libc::free(t as *mut c_void);
+            code
+        }
+    }
+
+    /// One FlushCtx call on a thread with a 24 KiB stack, like a Fluent Bit coroutine.
+    pub fn flush(&self, ctx: Ctx, data: &[u8], tag: &str) -> i32 {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("flb-coro".into())
+                .stack_size(CORO_STACK)
+                .spawn_scoped(s, || self.flush_here(ctx, data, tag))
+                .expect("spawn a 24 KiB thread")
+                .join()
+                .expect("flush thread crashed")
+        })
+    }
+
+    /// Flushes like the engine's retry scheduler: re-sends the same bytes after RETRY, up to
+    /// `attempts` times, with `pause` between attempts. Returns every code seen.
+    pub fn flush_with_retries(
+        &self,
+        ctx: Ctx,
+        data: &[u8],
+        tag: &str,
+        attempts: usize,
+        pause: std::time::Duration,
+    ) -> Vec<i32> {
+        let mut codes = Vec::new();
+        for i in 0..attempts {
+            if i > 0 {
+                std::thread::sleep(pause);
+            }
+            let code = self.flush(ctx, data, tag);
+            codes.push(code);
+            if code != 2 {
+                break;
+            }
+        }
+        codes
+    }
+
+    /// ExitCtx for one instance.
+    pub fn exit_ctx(&self, ctx: Ctx) -> i32 {
+        // SAFETY: the plugin accepts any context value.
+        unsafe { (self.exit_ctx)(ctx.0 as *mut c_void) }
+    }
+
+    /// The non-Ctx Exit.
+    pub fn exit_all(&self) -> i32 {
+        // SAFETY: no arguments.
+        unsafe { (self.exit)() }
+    }
+}
+
+/// Reads a fixture from ../shared/fixtures.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let dir = std::env::var("FLB_DATADOG_FIXTURES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures").into());
+    let path = format!("{dir}/{name}");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// The tag Fluent Bit passed with the forward fixtures.
+pub const FIRELENS_TAG: &str = "main-container-firelens-cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e";
+
+/// Builds a chunk of `n` FireLens-shaped records (about 620 bytes of JSON each), in the
+/// 4.x layout (`[[EventTime, {}], body]`) or the 1.9 one (`[EventTime, body]`).
+pub fn firelens_chunk(n: usize, start: usize, v2: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * 520);
+    for i in start..start + n {
+        let secs = 1_732_400_000u32 + (i / 1000) as u32;
+        let nanos = ((i % 1000) * 1_000_000) as u32;
+        rmp::encode::write_array_len(&mut out, 2).unwrap();
+        if v2 {
+            rmp::encode::write_array_len(&mut out, 2).unwrap();
+        }
+        let mut ts = [0u8; 8];
+        ts[..4].copy_from_slice(&secs.to_be_bytes());
+        ts[4..].copy_from_slice(&nanos.to_be_bytes());
+        rmp::encode::write_ext_meta(&mut out, 8, 0).unwrap();
+        out.extend_from_slice(&ts);
+        if v2 {
+            rmp::encode::write_map_len(&mut out, 0).unwrap();
+        }
+        let log = format!(
+            "{{\"level\":\"info\",\"msg\":\"request served\",\"method\":\"GET\",\"path\":\"/api/v1/orders/{i}\",\"status\":200,\"latency_ms\":{}.{},\"request_id\":\"{:032x}\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\"}}",
+            i % 97,
+            i % 10,
+            (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        );
+        let fields: [(&str, &str); 7] = [
+            (
+                "container_id",
+                "cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e-2659706421",
+            ),
+            ("container_name", "/ecs-app-main-container"),
+            (
+                "ecs_cluster",
+                "arn:aws:ecs:ap-northeast-1:123456789012:cluster/prod",
+            ),
+            (
+                "ecs_task_arn",
+                "arn:aws:ecs:ap-northeast-1:123456789012:task/prod/cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e",
+            ),
+            ("ecs_task_definition", "checkout-service:42"),
+            ("source", if i % 10 == 0 { "stderr" } else { "stdout" }),
+            ("log", &log),
+        ];
+        rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
+        for (k, v) in fields {
+            rmp::encode::write_str(&mut out, k).unwrap();
+            rmp::encode::write_str(&mut out, v).unwrap();
+        }
+    }
+    out
+}

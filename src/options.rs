@@ -231,6 +231,16 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, OptionError> {
         let get = |k: &str| prop(k).filter(|v| !v.trim().is_empty());
+        if prop("apikey")
+            .or_else(|| prop("api_key"))
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(OptionError {
+                option: "apikey".into(),
+                value: "(empty)".into(),
+                accepted: "a non-empty Datadog API key".into(),
+            });
+        }
         let api_key = read_api_key(&get, &env)?;
         let destination = if let Some(e) = get("endpoint") {
             Destination::Endpoint(endpoint_url(&e).ok_or_else(|| {

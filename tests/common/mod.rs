@@ -58,6 +58,7 @@ pub fn run_host(scenario: &Value) -> Run {
 pub fn run_host_env(scenario: &Value, env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_conformance_host"));
     cmd.arg("-")
+        .env("FLB_DATADOG_SO", host::library_path())
         .env("FLUENT_BIT_DATADOG_LOG_LEVEL", "debug")
         .env_remove("DD_API_KEY")
         .env_remove("DD_SITE")

@@ -121,16 +121,22 @@ unsafe impl Sync for Host {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ctx(pub usize);
 
-/// Finds the plugin library: `$FLB_DATADOG_SO`, else next to the running test binary.
+/// Finds the plugin library: `$FLB_DATADOG_SO`, else the one cargo built beside the running
+/// binary. `deps/` comes first: cargo refreshes it on every build of the crate (including
+/// `cargo test`), while the copy in `target/<profile>/` is only refreshed by `cargo build`.
 pub fn library_path() -> std::path::PathBuf {
     if let Ok(p) = std::env::var("FLB_DATADOG_SO") {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
     for dir in exe.ancestors().skip(1).take(3) {
-        let p = dir.join("libfluent_bit_datadog.so");
-        if p.exists() {
-            return p;
+        for p in [
+            dir.join("deps/libfluent_bit_datadog.so"),
+            dir.join("libfluent_bit_datadog.so"),
+        ] {
+            if p.exists() {
+                return p;
+            }
         }
     }
     panic!(

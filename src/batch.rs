@@ -79,9 +79,27 @@ pub struct Batcher {
     done: Vec<Batch>,
     cur: Batch,
     obj_start: usize,
+    /// Emptied buffers of earlier flushes, reused so a steady flow allocates nothing new.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Batcher {
+    /// A batcher that fills the buffers in `spare` (cleared) before allocating new ones.
+    pub fn with_spare(spare: Vec<Vec<u8>>) -> Batcher {
+        let mut b = Batcher {
+            spare,
+            ..Batcher::default()
+        };
+        b.cur.json = b.take_buffer();
+        b
+    }
+
+    fn take_buffer(&mut self) -> Vec<u8> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.clear();
+        v
+    }
+
     /// Opens a new object slot and returns the buffer to write it into.
     pub fn begin(&mut self) -> &mut Vec<u8> {
         let json = &mut self.cur.json;
@@ -108,6 +126,7 @@ impl Batcher {
         self.cur.json.truncate(self.obj_start - 1);
         self.cur.json.push(b']');
         self.done.push(std::mem::take(&mut self.cur));
+        self.cur.json = self.take_buffer();
         self.cur.json.push(b'[');
         self.cur.json.extend_from_slice(&obj);
         self.cur.objects.push((1, self.cur.json.len()));
@@ -124,14 +143,18 @@ impl Batcher {
 }
 
 /// Decodes `chunk`, maps every record and cuts the objects into batches.
+///
+/// `spare` holds emptied JSON buffers of earlier flushes (see [`recycle`]); they are filled
+/// before any new buffer is allocated.
 pub fn build(
     chunk: &[u8],
     tag: &str,
     mapper: &Mapper,
     scratch: &mut Scratch,
+    spare: &mut Vec<Vec<u8>>,
 ) -> (Vec<Batch>, BuildStats) {
     let mut stats = BuildStats::default();
-    let mut batcher = Batcher::default();
+    let mut batcher = Batcher::with_spare(std::mem::take(spare));
     for item in decode::chunk(chunk) {
         match item {
             Item::Record(rec) => {
@@ -155,7 +178,22 @@ pub fn build(
             }
         }
     }
+    let leftover = std::mem::take(&mut batcher.spare);
+    *spare = leftover;
     (batcher.finish(), stats)
+}
+
+/// Most spare buffers kept between flushes (each up to 5 MB).
+pub const SPARE_BUFFERS: usize = 8;
+
+/// Returns the JSON buffers of sent batches to `spare` for the next flush.
+pub fn recycle(batches: Vec<Batch>, spare: &mut Vec<Vec<u8>>) {
+    for b in batches {
+        if spare.len() >= SPARE_BUFFERS {
+            break;
+        }
+        spare.push(b.json);
+    }
 }
 
 #[cfg(test)]

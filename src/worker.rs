@@ -27,10 +27,21 @@ pub const FLB_OK: i32 = crate::bindings::FLB_OK;
 /// Fluent Bit's return code: the chunk is retried later.
 pub const FLB_RETRY: i32 = crate::bindings::FLB_RETRY;
 
+/// Environment variable of the test hook that makes flushes panic.
+pub const FAULT_ENV: &str = "FLUENT_BIT_DATADOG_FAULT";
+
 /// Stack size of the flush thread.
 const FLUSH_STACK: usize = 2 << 20;
 /// How often the same failure may be logged.
 const ERROR_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Buffers one flush thread works with, kept between flushes so a steady flow allocates
+/// nothing new: the mapper's scratch space and emptied JSON payload buffers.
+#[derive(Debug, Default)]
+struct Buffers {
+    scratch: Scratch,
+    spare: Vec<Vec<u8>>,
+}
 
 /// Everything one `[OUTPUT]` section owns.
 pub struct Instance {
@@ -42,10 +53,13 @@ pub struct Instance {
     stats: Stats,
     memory: Memory,
     limiter: RateLimiter,
-    scratch: Mutex<Vec<Scratch>>,
+    buffers: Mutex<Vec<Buffers>>,
     init_thread: ThreadId,
     warned_no_workers: AtomicBool,
     in_flight: Mutex<usize>,
+    /// Test hook: `FLUENT_BIT_DATADOG_FAULT=panic` makes every flush panic (with the key in
+    /// the message) so tests can check the boundary catches it and redacts the key.
+    fault_panic: bool,
     idle: Condvar,
     closed: AtomicBool,
 }
@@ -76,10 +90,11 @@ impl Instance {
             stats: Stats::default(),
             memory: Memory::default(),
             limiter: RateLimiter::new(ERROR_INTERVAL),
-            scratch: Mutex::new(Vec::new()),
+            buffers: Mutex::new(Vec::new()),
             init_thread: std::thread::current().id(),
             warned_no_workers: AtomicBool::new(false),
             in_flight: Mutex::new(0),
+            fault_panic: std::env::var(FAULT_ENV).is_ok_and(|v| v == "panic"),
             idle: Condvar::new(),
             closed: AtomicBool::new(false),
             config,
@@ -166,6 +181,9 @@ impl Instance {
     /// The whole path of one chunk, on the flush thread.
     fn process(&self, data: &[u8], tag: &str) -> i32 {
         let started = Instant::now();
+        if self.fault_panic {
+            panic!("injected fault for key {}", self.config.api_key);
+        }
         let (url, site) = match self.resolver.target() {
             Target::Ready { url, site } => (url, site),
             Target::Pending => {
@@ -189,18 +207,35 @@ impl Instance {
             }
         };
 
-        let mut scratch = self
-            .scratch
+        let mut bufs = self
+            .buffers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
             .unwrap_or_default();
-        let (batches, built) = batch::build(data, tag, &self.mapper, &mut scratch);
-        self.scratch
+        let (batches, built) =
+            batch::build(data, tag, &self.mapper, &mut bufs.scratch, &mut bufs.spare);
+        let code = self.deliver(data, tag, &url, &site, &batches, &built, started);
+        batch::recycle(batches, &mut bufs.spare);
+        self.buffers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(scratch);
+            .push(bufs);
+        code
+    }
 
+    /// Logs what building found, sends the batches and decides the verdict.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        data: &[u8],
+        tag: &str,
+        url: &str,
+        site: &str,
+        batches: &[batch::Batch],
+        built: &batch::BuildStats,
+        started: Instant,
+    ) -> i32 {
         stats::add(&self.stats.records_in, built.records);
         stats::add(&self.stats.dropped_malformed, built.malformed);
         stats::add(&self.stats.dropped_too_large, built.too_large);
@@ -252,8 +287,8 @@ impl Instance {
 
         let report = flush::deliver(
             &self.client,
-            &url,
-            &batches,
+            url,
+            batches,
             &mut done,
             self.config.max_concurrency,
         );
@@ -266,7 +301,7 @@ impl Instance {
             report.rejected.clone().filter(|_| report.retry.is_none())
         {
             stats::add(&self.stats.dropped_rejected, report.pending);
-            self.log_rejection(status, &body, &url, &site, report.pending);
+            self.log_rejection(status, &body, url, site, report.pending);
             FLB_ERROR
         } else {
             let key = key.unwrap_or_else(|| flush::chunk_key(tag, data));
@@ -274,7 +309,7 @@ impl Instance {
                 self.memory.put(key, done);
             }
             if let Some((status, body)) = &report.rejected {
-                self.log_rejection(*status, body, &url, &site, report.pending);
+                self.log_rejection(*status, body, url, site, report.pending);
             }
             self.limiter.write(
                 Level::Warn,
@@ -283,7 +318,7 @@ impl Instance {
                 &format!(
                     "{} of {objects} log(s) not delivered to {} ({}); the chunk will be retried and only those will be sent",
                     report.pending,
-                    send::host_of(&url),
+                    send::host_of(url),
                     report.retry.as_deref().unwrap_or("transient failure")
                 ),
             );

@@ -16,6 +16,8 @@
 //!               "threads": 2, "retries": 5, "retry_pause_ms": 100}],
 //!  "exit": "ctx"}
 //! ```
+//! A flush step may also set `rss_every: N` to sample the resident set size after every N
+//! chunks (`rss_kb` in the report: `[chunks done, KiB]` pairs).
 //! `exit` is `ctx` (ExitCtx per instance), `same_ctx` (Fluent Bit 1.9: the last instance's
 //! context for every instance), `global` (FLBPluginExit) or `none`.
 
@@ -125,32 +127,47 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
     // `on_init_thread`: flush from the thread that ran Init, as Fluent Bit does without
     // `Workers` (no 24 KiB stack here: that is the engine thread's own stack).
     let on_init_thread = f["on_init_thread"].as_bool().unwrap_or(false);
-    let chunks: Vec<Vec<u8>> = if let Some(name) = f["fixture"].as_str() {
-        vec![host::fixture(name); repeat]
+    // Fixed chunks are read once; generated ones are made as they are flushed, so a long
+    // soak run does not hold every chunk in memory.
+    let mut fixed: Vec<Vec<u8>> = Vec::new();
+    let mut generated: Option<(usize, usize, bool)> = None;
+    if let Some(name) = f["fixture"].as_str() {
+        fixed = vec![host::fixture(name); repeat];
     } else if let Some(g) = f.get("generate") {
         let total = g["records"].as_u64().unwrap_or(1000) as usize;
         let per = g["per_chunk"].as_u64().unwrap_or(2000).max(1) as usize;
-        let v2 = g["v2"].as_bool().unwrap_or(true);
-        (0..total.div_ceil(per))
-            .map(|i| host::firelens_chunk(per.min(total - i * per), i * per, v2))
-            .collect()
+        generated = Some((total, per, g["v2"].as_bool().unwrap_or(true)));
     } else if let Some(hex) = f["hex"].as_str() {
-        vec![decode_hex(hex); repeat]
+        fixed = vec![decode_hex(hex); repeat];
     } else {
-        vec![Vec::new(); repeat]
+        fixed = vec![Vec::new(); repeat];
+    }
+    let n_chunks = match generated {
+        Some((total, per, _)) => total.div_ceil(per),
+        None => fixed.len(),
     };
-    let bytes: usize = chunks.iter().map(Vec::len).sum();
+    let chunk = |i: usize| -> std::borrow::Cow<'_, [u8]> {
+        match generated {
+            Some((total, per, v2)) => {
+                host::firelens_chunk(per.min(total - i * per), i * per, v2).into()
+            }
+            None => fixed[i].as_slice().into(),
+        }
+    };
+    let bytes: usize = (0..n_chunks).map(|i| chunk(i).len()).sum();
     let started = Instant::now();
     if on_init_thread {
-        let codes: Vec<Vec<i32>> = chunks
-            .iter()
-            .map(|c| vec![host.flush_here(ctx, c, &tag)])
+        let codes: Vec<Vec<i32>> = (0..n_chunks)
+            .map(|i| vec![host.flush_here(ctx, &chunk(i), &tag)])
             .collect();
-        return json!({"chunks": chunks.len(), "bytes": bytes, "codes": codes,
+        return json!({"chunks": n_chunks, "bytes": bytes, "codes": codes,
                       "seconds": started.elapsed().as_secs_f64()});
     }
     let next = Mutex::new(0usize);
-    let codes = Mutex::new(vec![Vec::new(); chunks.len()]);
+    let codes = Mutex::new(vec![Vec::new(); n_chunks]);
+    // `rss_every`: sample the resident set size after every N chunks (soak runs).
+    let rss_every = f["rss_every"].as_u64().unwrap_or(0) as usize;
+    let rss = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -161,21 +178,39 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
                         *n += 1;
                         i
                     };
-                    if i >= chunks.len() {
+                    if i >= n_chunks {
                         break;
                     }
-                    let c = host.flush_with_retries(ctx, &chunks[i], &tag, attempts, pause);
+                    let data = chunk(i);
+                    let c = host.flush_with_retries(ctx, &data, &tag, attempts, pause);
                     codes.lock().unwrap()[i] = c;
+                    if rss_every > 0 && (i + 1) % rss_every == 0 {
+                        rss.lock().unwrap().push(json!([i + 1, rss_kb()]));
+                    }
                 }
             });
         }
     });
     json!({
-        "chunks": chunks.len(),
+        "chunks": n_chunks,
         "bytes": bytes,
         "codes": codes.into_inner().unwrap(),
         "seconds": started.elapsed().as_secs_f64(),
+        "rss_kb": rss.into_inner().unwrap(),
     })
+}
+
+/// Current resident set size in KiB, from /proc/self/statm.
+fn rss_kb() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page / 1024
 }
 
 fn decode_hex(s: &str) -> Vec<u8> {

@@ -41,7 +41,7 @@ say() { printf '%s\n' "release: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -74,7 +74,7 @@ ensure_zigbuild() {
         say "installing cargo-zigbuild==$CARGO_ZIGBUILD_VERSION and ziglang==$ZIGLANG_VERSION from PyPI into $dir"
         rm -rf "$dir" && mkdir -p "$dir"
         # --target installs outside any environment, so PEP 668 (Debian 12) does not refuse it.
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
             --target "$dir" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" "ziglang==$ZIGLANG_VERSION" ||
             die "pip could not install cargo-zigbuild/ziglang"
         [ -x "$dir/bin/cargo-zigbuild" ] || die "pip installed no cargo-zigbuild executable in $dir/bin"

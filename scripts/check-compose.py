@@ -1,0 +1,759 @@
+#!/usr/bin/env python3
+"""Static checks of the container and FireLens files, for CI machines without a Docker engine.
+
+    python3 scripts/check-compose.py                  # run the checks
+    python3 scripts/check-compose.py --print-options  # the checks, then the datadog_logs options
+                                                      # as JSON lines on stdout
+
+Checks (every failure is reported, then the exit status is 1):
+  - docker-compose.yml: parses; every build context, Dockerfile and build target exists (targets
+    as `AS <name>` stages), every bind-mounted file exists, named volumes are declared; the
+    FireLens-like wiring: fluent-bit.conf mounted at /fluent-bit/etc/fluent-bit.conf, the app's
+    fluentd log driver sends to the published forward port with a tag the datadog_logs output
+    matches, the router's health check, and every ${VAR} of fluent-bit.conf set for the router.
+  - Dockerfile: stages referenced by --from exist, files COPY'd from the context exist and are
+    not excluded by .dockerignore, the base image tag is pinned (not latest/stable), the CMD keeps
+    AWS's three -e flags and adds the plugin, nothing is copied under /fluent-bit/etc.
+  - fluent-bit.conf (classic) and fluent-bit.yaml: parse, contain one datadog_logs output with
+    the same options, use only datadog_logs options (src/options.rs KEYS) or Fluent Bit core keys,
+    and load the plugin from the path the image installs it at; docker/plugins.conf and
+    docker/datadog_logs.conf point at files the image provides.
+  - examples/ecs-task-definition.json: valid JSON with the Fargate, FireLens, health check,
+    awslogs, awsfirelens and secretOptions fields the README describes.
+
+--print-options prints one JSON object per line:
+    {"source": "fluent-bit.conf", "options": {...}, "core": {...}}
+"options" holds what reaches the plugin's Init (keys lowercased: Fluent Bit looks them up
+case-insensitively; `Name` and Fluent Bit core keys left out, those are in "core"). ${VAR}
+references are replaced: apikey by a dummy 32-hex key, endpoint by http://127.0.0.1:8080, any
+other by the default docker-compose.yml gives the log router, and an option left empty is dropped
+(Fluent Bit treats an empty value as unset). secretOptions of the task definition appear with a
+placeholder value (apikey: the dummy key).
+
+Needs Python 3.8+ and PyYAML (pip install pyyaml).
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover
+    sys.stderr.write("check-compose: PyYAML is not installed (pip install pyyaml)\n")
+    sys.exit(1)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+COMPOSE = "docker-compose.yml"
+DOCKERFILE = "Dockerfile"
+CONF = "fluent-bit.conf"
+YAML_CONF = "fluent-bit.yaml"
+TASK_DEF = "examples/ecs-task-definition.json"
+PLUGINS_CONF = "docker/plugins.conf"
+IMAGE_CONF = "docker/datadog_logs.conf"
+OPTIONS_RS = "src/options.rs"
+
+PLUGIN_NAME = "datadog_logs"
+PLUGIN_PATH = "/fluent-bit/plugins/datadog_logs.so"
+PLUGINS_FILE_PATH = "/fluent-bit/plugins/plugins.conf"
+IMAGE_CONF_PATH = "/fluent-bit/plugins/datadog_logs.conf"
+FIRELENS_CONF_PATH = "/fluent-bit/etc/fluent-bit.conf"
+AWS_GO_PLUGINS = ["/fluent-bit/firehose.so", "/fluent-bit/cloudwatch.so", "/fluent-bit/kinesis.so"]
+AFB_IMAGE = "public.ecr.aws/aws-observability/aws-for-fluent-bit"
+
+DUMMY_API_KEY = "0123456789abcdef0123456789abcdef"
+PLACEHOLDER_ENDPOINT = "http://127.0.0.1:8080"
+OPTION_PLACEHOLDERS = {"apikey": DUMMY_API_KEY, "api_key": DUMMY_API_KEY, "endpoint": PLACEHOLDER_ENDPOINT}
+
+# Output keys Fluent Bit's core consumes itself (flb_output_set_property); they never reach a
+# proxy plugin.
+CORE_KEYS = {
+    "name", "match", "match_regex", "alias", "log_level", "log_suppress_interval", "host", "port",
+    "ipv6", "retry_limit", "workers", "storage.total_limit_size", "tls",
+}
+CORE_PREFIXES = ("tls.", "net.")
+# Core keys a datadog_logs output must not use: they would silently do nothing.
+USELESS_CORE_KEYS = {
+    "host": "use `site` or `endpoint`",
+    "port": "use `endpoint`",
+    "tls": "use `endpoint` with https:// (TLS is always on for Datadog sites)",
+}
+
+FAILURES = []
+PASSED = []
+
+
+def fail(msg):
+    FAILURES.append(msg)
+
+
+def check(cond, ok_msg, fail_msg):
+    if cond:
+        PASSED.append(ok_msg)
+    else:
+        fail(fail_msg)
+    return cond
+
+
+def path(rel):
+    return os.path.join(ROOT, rel)
+
+
+def read(rel):
+    with open(path(rel), encoding="utf-8") as f:
+        return f.read()
+
+
+def is_core_key(key):
+    k = key.lower()
+    return k in CORE_KEYS or k.startswith(CORE_PREFIXES)
+
+
+# ------------------------------------------------------------------------- compose variables
+
+VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def compose_default(text):
+    """Interpolates a compose value as if no variable were set (so defaults apply)."""
+    if not isinstance(text, str):
+        return text
+
+    def sub(m):
+        if m.group(2) is not None:
+            return m.group(3)
+        return ""
+
+    return VAR_RE.sub(sub, text.replace("$$", "\0")).replace("\0", "$")
+
+
+def env_dict(environment):
+    if environment is None:
+        return {}
+    if isinstance(environment, dict):
+        return {k: "" if v is None else str(v) for k, v in environment.items()}
+    out = {}
+    for item in environment:
+        k, _, v = str(item).partition("=")
+        out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------------------- Dockerfile
+
+class Dockerfile:
+    def __init__(self, text):
+        self.instructions = []  # (stage index, INSTRUCTION, args)
+        self.stages = []  # {"name", "from", "index"}
+        self.global_args = {}
+        lines = []
+        buf = ""
+        for raw in text.splitlines():
+            line = raw.rstrip()
+            if not buf and (line.lstrip().startswith("#") or not line.strip()):
+                continue
+            if buf and line.lstrip().startswith("#"):
+                continue  # comment inside a continuation
+            if line.endswith("\\"):
+                buf += line[:-1] + " "
+                continue
+            lines.append(buf + line)
+            buf = ""
+        if buf:
+            lines.append(buf)
+        stage = -1
+        for line in lines:
+            parts = line.strip().split(None, 1)
+            instr = parts[0].upper()
+            args = parts[1] if len(parts) > 1 else ""
+            if instr == "FROM":
+                words = [w for w in args.split() if not w.startswith("--")]
+                name = None
+                if len(words) >= 3 and words[1].lower() == "as":
+                    name = words[2]
+                stage += 1
+                self.stages.append({"name": name, "from": words[0] if words else "", "index": stage})
+            elif instr == "ARG" and stage < 0:
+                k, _, v = args.strip().partition("=")
+                self.global_args[k] = v.strip().strip('"')
+            self.instructions.append((stage, instr, args))
+
+    def stage_names(self):
+        return [s["name"] for s in self.stages if s["name"]]
+
+    def stage(self, name):
+        for s in self.stages:
+            if s["name"] == name:
+                return s
+        return None
+
+    def in_stage(self, name):
+        s = self.stage(name)
+        if s is None:
+            return []
+        return [(i, a) for (idx, i, a) in self.instructions if idx == s["index"]]
+
+    @staticmethod
+    def copy_parts(args):
+        """Returns (flags, sources, dest) of a COPY/ADD argument string."""
+        args = args.strip()
+        flags = {}
+        while args.startswith("--"):
+            flag, _, args = args.partition(" ")
+            k, _, v = flag[2:].partition("=")
+            flags[k] = v
+            args = args.strip()
+        if args.startswith("["):
+            items = json.loads(args)
+        else:
+            items = shlex.split(args)
+        return flags, items[:-1], items[-1] if items else ""
+
+    @staticmethod
+    def exec_form(args):
+        args = args.strip()
+        if args.startswith("["):
+            return json.loads(args)
+        return ["/bin/sh", "-c", args]
+
+
+def dockerignore_patterns():
+    p = path(".dockerignore")
+    if not os.path.exists(p):
+        return []
+    pats = []
+    with open(p, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            neg = line.startswith("!")
+            pat = line[1:] if neg else line
+            pat = os.path.normpath(pat.lstrip("/"))
+            pats.append((neg, pat))
+    return pats
+
+
+def ignored(rel, patterns):
+    """Approximates Docker's .dockerignore matching (last matching pattern wins; a pattern that
+    matches a parent directory excludes everything under it)."""
+    rel = os.path.normpath(rel)
+    parts = rel.split(os.sep)
+    prefixes = [os.sep.join(parts[: i + 1]) for i in range(len(parts))]
+    result = False
+    for neg, pat in patterns:
+        for cand in prefixes:
+            if fnmatch.fnmatchcase(cand, pat) or (
+                pat.startswith("**" + os.sep) and fnmatch.fnmatchcase(cand, pat[3:])
+            ) or (pat.startswith("**" + os.sep) and fnmatch.fnmatchcase(os.path.basename(cand), pat[3:])):
+                result = not neg
+                break
+    return result
+
+
+def check_dockerfile():
+    if not os.path.exists(path(DOCKERFILE)):
+        fail(f"{DOCKERFILE} does not exist")
+        return None
+    df = Dockerfile(read(DOCKERFILE))
+    names = df.stage_names()
+    patterns = dockerignore_patterns()
+
+    # --from= references and files copied from the build context.
+    for idx, instr, args in df.instructions:
+        if instr not in ("COPY", "ADD"):
+            continue
+        flags, sources, dest = Dockerfile.copy_parts(args)
+        if "from" in flags:
+            check(flags["from"] in names or ":" in flags["from"] or "/" in flags["from"],
+                  f"Dockerfile: COPY --from={flags['from']} names a stage",
+                  f"Dockerfile: COPY --from={flags['from']}: no stage `AS {flags['from']}`")
+            continue
+        for src in sources:
+            if src.startswith(("http://", "https://")):
+                continue
+            rel = os.path.normpath(src)
+            exists = os.path.exists(path(rel)) if not any(c in rel for c in "*?[") else bool(
+                [f for f in _walk_rel() if fnmatch.fnmatchcase(f, rel)])
+            check(exists, f"Dockerfile: COPY source {src} exists",
+                  f"Dockerfile: COPY source {src} does not exist in the repository")
+            if rel != "." and exists:
+                check(not ignored(rel, patterns), f"Dockerfile: {src} is in the build context",
+                      f"Dockerfile: COPY source {src} is excluded by .dockerignore")
+    # What the plugin build needs must not be excluded from `COPY . .`.
+    for needed in ["Cargo.toml", "Cargo.lock", "build.rs", "src/lib.rs", "scripts/release.sh", "include"]:
+        if os.path.exists(path(needed)):
+            check(not ignored(needed, patterns), f".dockerignore keeps {needed}",
+                  f".dockerignore excludes {needed}, which the image build needs")
+
+    # Stages the image needs.
+    for name in ("image", "mock-intake"):
+        check(name in names, f"Dockerfile: stage {name} exists", f"Dockerfile: no stage `AS {name}`")
+    check(names and df.stages[-1]["name"] == "image",
+          "Dockerfile: the default (last) stage is `image`",
+          "Dockerfile: the last stage should be `image`, so `docker buildx build .` builds the log router image")
+
+    tag = df.global_args.get("AWS_FOR_FLUENT_BIT_TAG", "")
+    check(re.fullmatch(r"2\.\d+\.\d+(\.\d+)?", tag) is not None,
+          f"Dockerfile: base tag pinned to 2.x ({tag})",
+          f"Dockerfile: ARG AWS_FOR_FLUENT_BIT_TAG must default to a pinned 2.x tag, not `{tag}`")
+
+    image = df.stage("image")
+    if image:
+        check(image["from"] == AFB_IMAGE + ":${AWS_FOR_FLUENT_BIT_TAG}",
+              "Dockerfile: image stage is FROM aws-for-fluent-bit:${AWS_FOR_FLUENT_BIT_TAG}",
+              f"Dockerfile: image stage must be FROM {AFB_IMAGE}:${{AWS_FOR_FLUENT_BIT_TAG}}, not {image['from']}")
+        dests = {}
+        cmd = None
+        for instr, args in df.in_stage("image"):
+            if instr in ("COPY", "ADD"):
+                flags, sources, dest = Dockerfile.copy_parts(args)
+                dests[dest] = sources
+                check(not dest.startswith("/fluent-bit/etc"), f"Dockerfile: {dest} is outside /fluent-bit/etc",
+                      f"Dockerfile: {dest} is under /fluent-bit/etc, which FireLens overwrites")
+            if instr == "CMD":
+                cmd = Dockerfile.exec_form(args)
+        for p in (PLUGIN_PATH, PLUGINS_FILE_PATH, IMAGE_CONF_PATH):
+            check(p in dests, f"Dockerfile: image provides {p}", f"Dockerfile: the image stage does not COPY {p}")
+        check(dests.get(PLUGINS_FILE_PATH) == [PLUGINS_CONF], f"Dockerfile: {PLUGINS_FILE_PATH} comes from {PLUGINS_CONF}",
+              f"Dockerfile: {PLUGINS_FILE_PATH} should be COPY'd from {PLUGINS_CONF}")
+        check(dests.get(IMAGE_CONF_PATH) == [IMAGE_CONF], f"Dockerfile: {IMAGE_CONF_PATH} comes from {IMAGE_CONF}",
+              f"Dockerfile: {IMAGE_CONF_PATH} should be COPY'd from {IMAGE_CONF}")
+        text = " ".join(cmd or [])
+        words = text.replace(";", " ").split()
+        e_args = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "-e"]
+        check(e_args[:3] == AWS_GO_PLUGINS and PLUGIN_PATH in e_args,
+              "Dockerfile: CMD keeps AWS's three -e flags and adds datadog_logs.so",
+              f"Dockerfile: CMD must load {' '.join(AWS_GO_PLUGINS)} and {PLUGIN_PATH} with -e (found: {e_args})")
+        check(f"-c {FIRELENS_CONF_PATH}" in text, f"Dockerfile: CMD reads {FIRELENS_CONF_PATH}",
+              f"Dockerfile: CMD must read FireLens's {FIRELENS_CONF_PATH}")
+
+    builder_runs_release = any(instr == "RUN" and "scripts/release.sh" in args and "TARGETARCH" in args
+                               for _, instr, args in df.instructions)
+    check(builder_runs_release, "Dockerfile: a stage runs scripts/release.sh for TARGETARCH",
+          "Dockerfile: no RUN of scripts/release.sh picking the architecture from TARGETARCH")
+    mock = df.in_stage("mock-intake")
+    mock_cmd = " ".join(sum((Dockerfile.exec_form(a) for i, a in mock if i in ("CMD", "ENTRYPOINT")), []))
+    check("mock_intake" in mock_cmd and "--print" in mock_cmd and "0.0.0.0:8080" in mock_cmd,
+          "Dockerfile: mock-intake runs mock_intake --addr 0.0.0.0:8080 --print",
+          f"Dockerfile: mock-intake stage should run mock_intake --addr 0.0.0.0:8080 --print (has: {mock_cmd})")
+    return df
+
+
+_WALK = None
+
+
+def _walk_rel():
+    global _WALK
+    if _WALK is None:
+        _WALK = []
+        for d, dirs, files in os.walk(ROOT):
+            dirs[:] = [x for x in dirs if x not in (".git", "target")]
+            for f in files + dirs:
+                _WALK.append(os.path.relpath(os.path.join(d, f), ROOT))
+    return _WALK
+
+
+# ------------------------------------------------------------------------ Fluent Bit configs
+
+def parse_classic(text, source):
+    """Returns [(section, [(key, value), ...]), ...] of a classic-format Fluent Bit config."""
+    sections = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            sections.append((line.split()[0].upper(), [("value", line.partition(" ")[2].strip())]))
+            continue
+        m = re.fullmatch(r"\[([A-Za-z_]+)\]", line)
+        if m:
+            sections.append((m.group(1).upper(), []))
+            continue
+        if not sections:
+            raise ValueError(f"{source}:{n}: `{line}` is outside any [SECTION]")
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            raise ValueError(f"{source}:{n}: `{line}` has no value")
+        sections[-1][1].append((parts[0], parts[1].strip()))
+    return sections
+
+
+def first(pairs, key):
+    for k, v in pairs:
+        if k.lower() == key:
+            return v
+    return None
+
+
+def split_options(pairs, source):
+    """Splits an output's key/value pairs into (plugin options, core keys), lowercased, and checks
+    every key is known."""
+    options, core = {}, {}
+    for k, v in pairs:
+        key = k.lower()
+        if key == "name":
+            continue
+        if key in USELESS_CORE_KEYS:
+            fail(f"{source}: `{k}` is consumed by Fluent Bit's core and never reaches {PLUGIN_NAME}: {USELESS_CORE_KEYS[key]}")
+        if is_core_key(key):
+            core[key] = v
+        elif PLUGIN_KEYS is not None and key not in PLUGIN_KEYS:
+            fail(f"{source}: `{k}` is neither a {PLUGIN_NAME} option ({OPTIONS_RS}) nor a Fluent Bit core key")
+        else:
+            options[key] = v
+    return options, core
+
+
+def plugin_keys():
+    try:
+        text = read(OPTIONS_RS)
+    except OSError:
+        sys.stderr.write(f"check-compose: warning: {OPTIONS_RS} not readable; option names not checked\n")
+        return None
+    m = re.search(r"pub const KEYS: &\[&str\] = &\[(.*?)\];", text, re.S)
+    if not m:
+        sys.stderr.write(f"check-compose: warning: no `pub const KEYS` in {OPTIONS_RS}; option names not checked\n")
+        return None
+    return set(re.findall(r'"([^"]+)"', m.group(1)))
+
+
+PLUGIN_KEYS = None
+
+
+def check_classic_conf():
+    try:
+        sections = parse_classic(read(CONF), CONF)
+    except (OSError, ValueError) as e:
+        fail(f"{CONF}: {e}")
+        return None
+    outputs = [p for s, p in sections if s == "OUTPUT" and (first(p, "name") or "").lower() == PLUGIN_NAME]
+    if not check(len(outputs) == 1, f"{CONF}: one {PLUGIN_NAME} output",
+                 f"{CONF}: expected one [OUTPUT] with Name {PLUGIN_NAME}, found {len(outputs)}"):
+        return None
+    inputs = [p for s, p in sections if s == "INPUT"]
+    filters = [p for s, p in sections if s == "FILTER"]
+    service = {k.lower(): v for s, p in sections if s == "SERVICE" for k, v in p}
+    fwd = [p for p in inputs if (first(p, "name") or "").lower() == "forward"]
+    check(any(first(p, "unix_path") == "/var/run/fluent.sock" for p in fwd),
+          f"{CONF}: forward input on /var/run/fluent.sock", f"{CONF}: no forward input with unix_path /var/run/fluent.sock")
+    check(any(first(p, "port") == "24224" for p in fwd),
+          f"{CONF}: forward input on TCP 24224", f"{CONF}: no forward input on Port 24224")
+    rm = [p for p in filters if (first(p, "name") or "").lower() == "record_modifier"]
+    records = [v.split()[0] for p in rm for k, v in p if k.lower() == "record"]
+    check(all(k in records for k in ("ecs_cluster", "ecs_task_arn", "ecs_task_definition")),
+          f"{CONF}: record_modifier adds the ECS metadata",
+          f"{CONF}: a record_modifier filter must add ecs_cluster, ecs_task_arn and ecs_task_definition")
+    check(service.get("http_server", "").lower() == "on" and service.get("health_check", "").lower() == "on"
+          and service.get("http_port") == "2020",
+          f"{CONF}: HTTP server and health check on 2020",
+          f"{CONF}: [SERVICE] needs HTTP_Server On, HTTP_Port 2020 and Health_Check On")
+    options, core = split_options(outputs[0], CONF)
+    check(core.get("workers") == "1", f"{CONF}: Workers 1", f"{CONF}: the {PLUGIN_NAME} output should have Workers 1")
+    check(options.get("endpoint") == "${DD_ENDPOINT}", f"{CONF}: endpoint from ${{DD_ENDPOINT}}",
+          f"{CONF}: the {PLUGIN_NAME} output should have `endpoint ${{DD_ENDPOINT}}`")
+    check(options.get("apikey") == "${DD_API_KEY}", f"{CONF}: apikey from ${{DD_API_KEY}}",
+          f"{CONF}: the {PLUGIN_NAME} output should have `apikey ${{DD_API_KEY}}`")
+    return {"options": options, "core": core, "inputs": inputs, "filters": filters, "service": service}
+
+
+def check_yaml_conf(classic):
+    try:
+        # BaseLoader keeps every scalar a string, as Fluent Bit reads them.
+        doc = yaml.load(read(YAML_CONF), Loader=yaml.BaseLoader)
+    except (OSError, yaml.YAMLError) as e:
+        fail(f"{YAML_CONF}: {e}")
+        return None
+    if not isinstance(doc, dict):
+        fail(f"{YAML_CONF}: not a mapping")
+        return None
+    check(doc.get("plugins") == [PLUGIN_PATH], f"{YAML_CONF}: plugins loads {PLUGIN_PATH}",
+          f"{YAML_CONF}: top-level `plugins` should be [{PLUGIN_PATH}]")
+    pipeline = doc.get("pipeline") or {}
+    outputs = [o for o in pipeline.get("outputs") or [] if str(o.get("name", "")).lower() == PLUGIN_NAME]
+    if not check(len(outputs) == 1, f"{YAML_CONF}: one {PLUGIN_NAME} output",
+                 f"{YAML_CONF}: expected one pipeline.outputs entry with name {PLUGIN_NAME}, found {len(outputs)}"):
+        return None
+    options, core = split_options(list(outputs[0].items()), YAML_CONF)
+    if classic:
+        check(options == classic["options"] and core == classic["core"],
+              f"{YAML_CONF}: same {PLUGIN_NAME} options as {CONF}",
+              f"{YAML_CONF}: the {PLUGIN_NAME} output differs from {CONF}: {options} {core} vs {classic['options']} {classic['core']}")
+        names = [str(i.get("name", "")).lower() for i in pipeline.get("inputs") or []]
+        cnames = [(first(p, "name") or "").lower() for p in classic["inputs"]]
+        check(names == cnames, f"{YAML_CONF}: same inputs as {CONF}",
+              f"{YAML_CONF}: inputs {names} differ from {CONF}'s {cnames}")
+        fnames = [str(i.get("name", "")).lower() for i in pipeline.get("filters") or []]
+        cfnames = [(first(p, "name") or "").lower() for p in classic["filters"]]
+        check(fnames == cfnames, f"{YAML_CONF}: same filters as {CONF}",
+              f"{YAML_CONF}: filters {fnames} differ from {CONF}'s {cfnames}")
+        service = {k.lower(): v for k, v in (doc.get("service") or {}).items()}
+        for key in ("http_server", "http_port", "health_check", "grace", "flush"):
+            check(str(service.get(key, "")).lower() == str(classic["service"].get(key, "")).lower(),
+                  f"{YAML_CONF}: service.{key} as in {CONF}",
+                  f"{YAML_CONF}: service.{key} differs from {CONF}")
+    return {"options": options, "core": core}
+
+
+def check_image_confs():
+    try:
+        plugins = parse_classic(read(PLUGINS_CONF), PLUGINS_CONF)
+        image_conf = parse_classic(read(IMAGE_CONF), IMAGE_CONF)
+    except (OSError, ValueError) as e:
+        fail(str(e))
+        return
+    paths = [v for s, p in plugins if s == "PLUGINS" for k, v in p if k.lower() == "path"]
+    check(paths == [PLUGIN_PATH], f"{PLUGINS_CONF}: Path {PLUGIN_PATH}",
+          f"{PLUGINS_CONF}: [PLUGINS] should have `Path {PLUGIN_PATH}` (found {paths})")
+    service = {k.lower(): v for s, p in image_conf if s == "SERVICE" for k, v in p}
+    check(service.get("plugins_file") == PLUGINS_FILE_PATH, f"{IMAGE_CONF}: Plugins_File {PLUGINS_FILE_PATH}",
+          f"{IMAGE_CONF}: [SERVICE] needs `Plugins_File {PLUGINS_FILE_PATH}`")
+    check(service.get("http_server", "").lower() == "on" and service.get("http_port") == "2020"
+          and service.get("health_check", "").lower() == "on" and service.get("grace") == "30"
+          and service.get("flush") == "1",
+          f"{IMAGE_CONF}: HTTP server on 2020, health check, Grace 30, Flush 1",
+          f"{IMAGE_CONF}: [SERVICE] needs HTTP_Server On, HTTP_Port 2020, Health_Check On, Grace 30 and Flush 1")
+    check(not [s for s, _ in image_conf if s in ("INPUT", "OUTPUT")], f"{IMAGE_CONF}: no inputs or outputs",
+          f"{IMAGE_CONF}: must not define inputs or outputs (FireLens generates them)")
+
+
+# ---------------------------------------------------------------------------------- compose
+
+def check_compose(df, classic):
+    try:
+        doc = yaml.safe_load(read(COMPOSE))
+    except (OSError, yaml.YAMLError) as e:
+        fail(f"{COMPOSE}: {e}")
+        return None
+    services = (doc or {}).get("services") or {}
+    declared_volumes = set((doc.get("volumes") or {}).keys())
+    stages = df.stage_names() if df else []
+    for name, svc in services.items():
+        build = svc.get("build")
+        if build is not None:
+            if isinstance(build, str):
+                build = {"context": build}
+            ctx = compose_default(build.get("context", "."))
+            check(os.path.isdir(path(ctx)), f"{COMPOSE}: {name}: build context {ctx} exists",
+                  f"{COMPOSE}: {name}: build context {ctx} does not exist")
+            dockerfile = os.path.join(ctx, compose_default(build.get("dockerfile", "Dockerfile")))
+            check(os.path.isfile(path(dockerfile)), f"{COMPOSE}: {name}: {dockerfile} exists",
+                  f"{COMPOSE}: {name}: {dockerfile} does not exist")
+            target = build.get("target")
+            if target is not None and os.path.normpath(dockerfile) == DOCKERFILE:
+                check(target in stages, f"{COMPOSE}: {name}: target {target} is a Dockerfile stage",
+                      f"{COMPOSE}: {name}: build target `{target}` is not an `AS {target}` stage of {DOCKERFILE}")
+            for k, v in (build.get("args") or {}).items():
+                val = compose_default(v)
+                if k == "AWS_FOR_FLUENT_BIT_TAG":
+                    check(val not in ("latest", "stable", ""), f"{COMPOSE}: {name}: base tag pinned ({val})",
+                          f"{COMPOSE}: {name}: AWS_FOR_FLUENT_BIT_TAG must be a pinned tag, not `{val}`")
+        for vol in svc.get("volumes") or []:
+            if isinstance(vol, str):
+                src = vol.split(":")[0]
+                kind = "bind" if src.startswith((".", "/", "~")) else "volume"
+            else:
+                src, kind = vol.get("source", ""), vol.get("type", "volume")
+            src = compose_default(src)
+            if kind == "bind":
+                check(os.path.exists(path(src)), f"{COMPOSE}: {name}: bind source {src} exists",
+                      f"{COMPOSE}: {name}: bind-mount source {src} does not exist")
+            elif src:
+                check(src in declared_volumes, f"{COMPOSE}: {name}: volume {src} declared",
+                      f"{COMPOSE}: {name}: named volume {src} is not declared under top-level volumes")
+
+    for required in ("intake", "log-router", "app"):
+        check(required in services, f"{COMPOSE}: service {required}", f"{COMPOSE}: no service `{required}`")
+    if not all(s in services for s in ("intake", "log-router", "app")):
+        return None
+    intake, router, app = services["intake"], services["log-router"], services["app"]
+    check((intake.get("build") or {}).get("target") == "mock-intake", f"{COMPOSE}: intake built from mock-intake",
+          f"{COMPOSE}: intake should build the Dockerfile's mock-intake target")
+    check("--print" in " ".join(map(str, intake.get("command") or [])) or "MOCK_INTAKE_PRINT" in env_dict(intake.get("environment")),
+          f"{COMPOSE}: intake prints what it receives", f"{COMPOSE}: intake should run with --print")
+    mounts = [v for v in router.get("volumes") or [] if isinstance(v, str)]
+    check(any(v.split(":")[0] in ("./" + CONF, CONF) and v.split(":")[1] == FIRELENS_CONF_PATH for v in mounts),
+          f"{COMPOSE}: log-router mounts {CONF} at {FIRELENS_CONF_PATH}",
+          f"{COMPOSE}: log-router must mount ./{CONF} at {FIRELENS_CONF_PATH}")
+    check(any(v.split(":")[1] == "/var/run" and not v.startswith((".", "/")) for v in mounts),
+          f"{COMPOSE}: log-router has the socket directory /var/run in a named volume",
+          f"{COMPOSE}: log-router should mount a named volume at /var/run (the forward socket)")
+    ports = [str(p) for p in router.get("ports") or []]
+    check(any(p.endswith(":24224") or p == "24224" for p in ports), f"{COMPOSE}: log-router publishes 24224",
+          f"{COMPOSE}: log-router must publish the forward port 24224")
+    hc = " ".join(map(str, (router.get("healthcheck") or {}).get("test") or []))
+    check("curl" in hc and ":2020/api/v1/health" in hc, f"{COMPOSE}: log-router health check on /api/v1/health",
+          f"{COMPOSE}: log-router needs a curl health check on :2020/api/v1/health")
+    env = env_dict(router.get("environment"))
+    check(compose_default(env.get("DD_ENDPOINT", "")) == "http://intake:8080" and "${DD_ENDPOINT-" in env.get("DD_ENDPOINT", ""),
+          f"{COMPOSE}: DD_ENDPOINT defaults to http://intake:8080 and can be set empty",
+          f"{COMPOSE}: log-router needs DD_ENDPOINT: ${{DD_ENDPOINT-http://intake:8080}}")
+    check(bool(compose_default(env.get("DD_API_KEY", ""))), f"{COMPOSE}: DD_API_KEY has a dummy default",
+          f"{COMPOSE}: log-router needs DD_API_KEY with a dummy default (${{DD_API_KEY:-...}})")
+    if classic:
+        used = set()
+        for v in list(classic["options"].values()) + list(classic["core"].values()):
+            used.update(m.group(1) or m.group(4) for m in VAR_RE.finditer(v))
+        missing = sorted(u for u in used if u not in env)
+        check(not missing, f"{COMPOSE}: log-router sets every variable {CONF} uses",
+              f"{COMPOSE}: log-router's environment does not set {', '.join(missing)} used in {CONF}")
+    logging_ = app.get("logging") or {}
+    opts = {k: str(v) for k, v in (logging_.get("options") or {}).items()}
+    check(logging_.get("driver") == "fluentd", f"{COMPOSE}: app logs with the fluentd driver",
+          f"{COMPOSE}: app must use logging.driver fluentd")
+    check(opts.get("fluentd-address", "").endswith(":24224"), f"{COMPOSE}: app sends to port 24224",
+          f"{COMPOSE}: app's fluentd-address must point at the published port 24224")
+    check(opts.get("fluentd-async") == "true", f"{COMPOSE}: app uses fluentd-async",
+          f"{COMPOSE}: app should set fluentd-async: \"true\"")
+    tag = opts.get("tag", "")
+    check(re.fullmatch(r"[a-z0-9_-]+-firelens-[0-9a-f]{32}", tag) is not None, f"{COMPOSE}: FireLens-shaped tag {tag}",
+          f"{COMPOSE}: app's tag should look like <container>-firelens-<task id>, not `{tag}`")
+    if classic:
+        match = classic["core"].get("match", "")
+        check(fnmatch.fnmatchcase(tag, match), f"{COMPOSE}: tag {tag} matches the output's Match {match}",
+              f"{COMPOSE}: app's tag `{tag}` is not matched by the {PLUGIN_NAME} output's Match `{match}`")
+    return env
+
+
+# ------------------------------------------------------------------------- task definition
+
+def check_task_definition():
+    try:
+        td = json.loads(read(TASK_DEF))
+    except (OSError, ValueError) as e:
+        fail(f"{TASK_DEF}: not valid JSON: {e}")
+        return None
+    PASSED.append(f"{TASK_DEF}: valid JSON")
+    check("FARGATE" in (td.get("requiresCompatibilities") or []), f"{TASK_DEF}: FARGATE",
+          f"{TASK_DEF}: requiresCompatibilities must include FARGATE")
+    check(td.get("networkMode") == "awsvpc", f"{TASK_DEF}: awsvpc", f"{TASK_DEF}: networkMode must be awsvpc")
+    for k in ("cpu", "memory"):
+        check(isinstance(td.get(k), str) and td[k].isdigit(), f"{TASK_DEF}: {k} {td.get(k)}",
+              f"{TASK_DEF}: task-level {k} must be a string of digits")
+    check(str(td.get("executionRoleArn", "")).startswith("arn:aws:iam::"), f"{TASK_DEF}: executionRoleArn",
+          f"{TASK_DEF}: executionRoleArn is needed to read the secret")
+    containers = td.get("containerDefinitions") or []
+    routers = [c for c in containers if "firelensConfiguration" in c]
+    apps = [c for c in containers if (c.get("logConfiguration") or {}).get("logDriver") == "awsfirelens"]
+    if not check(len(routers) == 1 and apps, f"{TASK_DEF}: a log router and awsfirelens containers",
+                 f"{TASK_DEF}: needs one container with firelensConfiguration and at least one with logDriver awsfirelens"):
+        return None
+    r = routers[0]
+    fc = r["firelensConfiguration"]
+    fo = fc.get("options") or {}
+    check(fc.get("type") == "fluentbit", f"{TASK_DEF}: firelens type fluentbit",
+          f"{TASK_DEF}: firelensConfiguration.type must be fluentbit")
+    check(fo.get("enable-ecs-log-metadata") == "true", f"{TASK_DEF}: enable-ecs-log-metadata \"true\"",
+          f"{TASK_DEF}: firelensConfiguration.options.enable-ecs-log-metadata must be the string \"true\"")
+    check(fo.get("config-file-type") == "file" and fo.get("config-file-value") == IMAGE_CONF_PATH,
+          f"{TASK_DEF}: config-file-value {IMAGE_CONF_PATH} (file)",
+          f"{TASK_DEF}: firelens options need config-file-type file and config-file-value {IMAGE_CONF_PATH}")
+    check(isinstance(r.get("memoryReservation"), int) and r["memoryReservation"] > 0, f"{TASK_DEF}: router memoryReservation",
+          f"{TASK_DEF}: the log router needs memoryReservation")
+    hc = " ".join((r.get("healthCheck") or {}).get("command") or [])
+    check("curl" in hc and "2020/api/v1/health" in hc, f"{TASK_DEF}: router health check on 2020",
+          f"{TASK_DEF}: the log router needs a curl health check on 127.0.0.1:2020/api/v1/health")
+    rl = r.get("logConfiguration") or {}
+    check(rl.get("logDriver") == "awslogs" and {"awslogs-group", "awslogs-region"} <= set(rl.get("options") or {}),
+          f"{TASK_DEF}: router logs to CloudWatch (awslogs)",
+          f"{TASK_DEF}: the log router should log with awslogs (awslogs-group, awslogs-region)")
+    results = []
+    for c in apps:
+        lc = c["logConfiguration"]
+        opts = lc.get("options") or {}
+        src = f"{TASK_DEF}#{c.get('name')}"
+        check(opts.get("Name") == PLUGIN_NAME, f"{src}: Name {PLUGIN_NAME}", f"{src}: options.Name must be {PLUGIN_NAME}")
+        nonstr = [k for k, v in opts.items() if not isinstance(v, str)]
+        check(not nonstr, f"{src}: option values are strings", f"{src}: option values must be strings: {nonstr}")
+        for k in ("site", "dd_service", "dd_source", "dd_tags", "provider", "Workers", "Retry_Limit"):
+            check(k in opts, f"{src}: option {k}", f"{src}: options.{k} missing")
+        secrets = lc.get("secretOptions") or []
+        api = [s for s in secrets if s.get("name") == "apikey"]
+        check(len(api) == 1 and re.fullmatch(r"arn:aws:ssm:[a-z0-9-]+:\d{12}:parameter/\S+", api[0].get("valueFrom", "")),
+              f"{src}: apikey from SSM Parameter Store", f"{src}: secretOptions needs apikey from an arn:aws:ssm:...:parameter/... ARN")
+        overlap = [s.get("name") for s in secrets if s.get("name") in opts]
+        check(not overlap, f"{src}: no option both plain and secret", f"{src}: {overlap} both in options and secretOptions")
+        options, core = split_options([(k, v) for k, v in opts.items()], src)
+        for s in secrets:
+            key = str(s.get("name", "")).lower()
+            if key not in OPTION_PLACEHOLDERS:
+                fail(f"{src}: no placeholder for secret option `{key}`; add one to {os.path.basename(__file__)}")
+                continue
+            if PLUGIN_KEYS is not None and key not in PLUGIN_KEYS:
+                fail(f"{src}: secret option `{key}` is not a {PLUGIN_NAME} option")
+            options[key] = OPTION_PLACEHOLDERS[key]
+        # FireLens generates the Match from the container name.
+        core.setdefault("match", f"{c.get('name')}-firelens*")
+        results.append({"source": src, "options": options, "core": core})
+    return results
+
+
+# ----------------------------------------------------------------------------- --print-options
+
+def resolve(options, source, env):
+    """Replaces ${VAR} in option values with placeholders; drops options left empty."""
+    out = {}
+    for k, v in options.items():
+        if "$" not in v:
+            out[k] = v
+            continue
+        if k in OPTION_PLACEHOLDERS and VAR_RE.fullmatch(v):
+            out[k] = OPTION_PLACEHOLDERS[k]
+            continue
+
+        def sub(m):
+            var = m.group(1) or m.group(4)
+            if var not in env:
+                fail(f"{source}: `{k} {v}`: ${{{var}}} has no placeholder and no default in {COMPOSE}")
+                return ""
+            return compose_default(env[var])
+
+        val = VAR_RE.sub(sub, v)
+        if val.strip():
+            out[k] = val
+    return out
+
+
+def main():
+    global PLUGIN_KEYS
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends quietly
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--print-options", action="store_true",
+                    help="print the datadog_logs options of each config as JSON lines on stdout")
+    args = ap.parse_args()
+
+    PLUGIN_KEYS = plugin_keys()
+    df = check_dockerfile()
+    classic = check_classic_conf()
+    yaml_conf = check_yaml_conf(classic)
+    check_image_confs()
+    env = check_compose(df, classic) or {}
+    task = check_task_definition() or []
+
+    lines = []
+    if classic:
+        lines.append({"source": CONF, "options": resolve(classic["options"], CONF, env), "core": classic["core"]})
+    if yaml_conf:
+        lines.append({"source": YAML_CONF, "options": resolve(yaml_conf["options"], YAML_CONF, env), "core": yaml_conf["core"]})
+    lines.extend(task)
+
+    if FAILURES:
+        for f in FAILURES:
+            sys.stderr.write(f"check-compose: FAIL: {f}\n")
+        sys.stderr.write(f"check-compose: {len(FAILURES)} failed, {len(PASSED)} passed\n")
+        return 1
+    if args.print_options:
+        for line in lines:
+            print(json.dumps(line, sort_keys=True))
+    sys.stderr.write(f"check-compose: all {len(PASSED)} checks passed\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -426,6 +426,77 @@ fn keep_alive_reuses_connection() {
 }
 
 #[test]
+fn many_keep_alive_connections_at_once() {
+    // Twelve clients connect at the same moment and each sends two slow requests over one
+    // keep-alive connection, holding it open until all are done (as a connection pool does):
+    // every request is served promptly, none waits for another connection to close.
+    const CLIENTS: usize = 12;
+    let mock = MockIntake::start(None);
+    mock.set_rules(json!([{"delay_ms": 200}]));
+    let wire = std::sync::Arc::new(gzip(&batch(1000)));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let done = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (url, wire) = (mock.url.clone(), wire.clone());
+            let (start, done) = (start.clone(), done.clone());
+            thread::spawn(move || {
+                // Bounded, so a starved request fails the test instead of hanging it.
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build()
+                    .into();
+                start.wait();
+                let results: Vec<_> = (0..2)
+                    .map(|_| {
+                        let t = Instant::now();
+                        let result = agent
+                            .post(format!("{url}/api/v2/logs"))
+                            .header("DD-API-KEY", "k")
+                            .header("Content-Encoding", "gzip")
+                            .header("Content-Type", "application/json")
+                            .send(&wire[..])
+                            .and_then(|mut resp| {
+                                let body = resp.body_mut().read_to_string()?;
+                                Ok((resp.status().as_u16(), body))
+                            })
+                            .map_err(|e| e.to_string());
+                        (result, t.elapsed())
+                    })
+                    .collect();
+                done.wait();
+                drop(agent);
+                results
+            })
+        })
+        .collect();
+    for client in clients {
+        for (result, elapsed) in client.join().unwrap() {
+            assert_eq!(result, Ok((202, "{}".to_string())), "after {elapsed:?}");
+            assert!(elapsed < Duration::from_secs(5), "request took {elapsed:?}");
+        }
+    }
+    let received = mock.received();
+    assert_eq!(received["statuses"], json!({"202": 2 * CLIENTS}));
+    assert_eq!(
+        received["objects"].as_array().unwrap().len(),
+        2 * CLIENTS * 1000
+    );
+    let peers: std::collections::HashSet<&str> = received["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        peers.len(),
+        CLIENTS,
+        "one keep-alive connection per client: {peers:?}"
+    );
+}
+
+#[test]
 fn routing_errors() {
     let mock = MockIntake::start(None);
     let agent = mock::http_agent();

@@ -28,19 +28,31 @@
 //! A RULE has optional fields `status`, `delay_ms`, `times`, `every`, `after`,
 //! `over_bytes`, `poison`, `path` (default `/api/v2/logs`) and `body`; see
 //! [`Rule`]. The API key is never echoed or logged.
+//!
+//! The HTTP layer is hyper (HTTP/1.1 with keep-alive) on a multi-threaded
+//! tokio runtime: every connection is its own task, so any number of clients
+//! are served at once; decompression and JSON parsing run on tokio's blocking
+//! pool and rule delays are timers, so neither holds up other connections.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
 use std::time::Duration;
 
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tokio::net::TcpListener;
 
 const LOGS_PATH: &str = "/api/v2/logs";
 const VALIDATE_PATH: &str = "/api/v1/validate";
@@ -52,7 +64,6 @@ const MAX_ENTRIES: usize = 1000;
 const MAX_WIRE: usize = 64 * 1024 * 1024;
 /// Upper bound on a control request body (`/mock/rules`).
 const MAX_CONTROL_BODY: usize = 1024 * 1024;
-const WORKERS: usize = 16;
 /// Request headers copied into the request log.
 const LOGGED_HEADERS: [&str; 4] = [
     "user-agent",
@@ -284,17 +295,21 @@ impl BodyError {
 }
 
 /// Reads at most `limit` bytes of the request body.
-fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut buf = Vec::new();
-    req.as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| BodyError::new(400, format!("cannot read request body: {e}")))?;
-    if buf.len() > limit {
-        return Err(BodyError::new(
-            413,
-            format!("request body over {limit} bytes"),
-        ));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| BodyError::new(400, format!("cannot read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if buf.len() + data.len() > limit {
+            return Err(BodyError::new(
+                413,
+                format!("request body over {limit} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&data);
     }
     Ok(buf)
 }
@@ -458,15 +473,34 @@ enum KeyCheck {
     Ok,
 }
 
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str().to_string())
+/// The first value of header `name` (matched case-insensitively).
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-fn path_of(req: &Request) -> String {
-    req.url().split(['?', '#']).next().unwrap_or("").to_string()
+/// The request target without query or fragment (as sent: origin form `/path`
+/// or, from a proxy-style client, absolute form `http://host/path`).
+fn path_of(uri: &Uri) -> String {
+    uri.to_string()
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Runs CPU-bound or blocking work (decompression, JSON, stdout) on tokio's
+/// blocking pool so it never stalls the threads that serve connections. A
+/// panic is passed on to the caller's task (which then answers 500).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("blocking task failed: {e}"),
+        },
+    }
 }
 
 impl Intake {
@@ -474,8 +508,8 @@ impl Intake {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn check_key(&self, req: &Request) -> KeyCheck {
-        match header(req, "dd-api-key").map(|k| k.trim().to_string()) {
+    fn check_key(&self, headers: &HeaderMap) -> KeyCheck {
+        match header(headers, "dd-api-key").map(|k| k.trim().to_string()) {
             None => KeyCheck::Missing,
             Some(k) if k.is_empty() => KeyCheck::Missing,
             Some(k) => match &self.config.api_key {
@@ -499,24 +533,28 @@ impl Intake {
     }
 
     /// Applies a rule's delay; returns its injected reply, if it has one.
-    fn apply_rule(rule: Option<Rule>) -> Option<Reply> {
+    async fn apply_rule(rule: Option<Rule>) -> Option<Reply> {
         let rule = rule?;
         if let Some(d) = rule.delay {
-            thread::sleep(d);
+            tokio::time::sleep(d).await;
         }
         rule.status.map(|s| Reply::json(s, rule.body))
     }
 
-    fn handle(&self, mut req: Request) {
-        let method = req.method().clone();
-        let path = path_of(&req);
-        let reply = match (&method, path.as_str()) {
-            (Method::Post, LOGS_PATH) => self.handle_logs(&mut req),
-            (Method::Get, VALIDATE_PATH) => self.handle_validate(&req),
-            (Method::Post, "/mock/rules") => self.handle_set_rules(&mut req),
-            (Method::Post, "/mock/reset") => self.handle_reset(),
-            (Method::Get, "/mock/received") => Reply::json(200, self.received().to_string()),
-            (Method::Get, "/mock/health") => Reply::json(200, r#"{"status":"ok"}"#),
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let method = parts.method;
+        let path = path_of(&parts.uri);
+        let reply = match (method.as_str(), path.as_str()) {
+            ("POST", LOGS_PATH) => self.handle_logs(parts.headers, body, peer).await,
+            ("GET", VALIDATE_PATH) => self.handle_validate(&parts.headers).await,
+            ("POST", "/mock/rules") => self.handle_set_rules(body).await,
+            ("POST", "/mock/reset") => self.handle_reset(),
+            ("GET", "/mock/received") => {
+                let this = Arc::clone(&self);
+                blocking(move || Reply::json(200, this.received().to_string())).await
+            }
+            ("GET", "/mock/health") => Reply::json(200, r#"{"status":"ok"}"#),
             (_, LOGS_PATH | VALIDATE_PATH | "/mock/rules" | "/mock/reset" | "/mock/received") => {
                 Reply::error(405, "Method Not Allowed")
             }
@@ -528,60 +566,74 @@ impl Intake {
                 reply.status, reply.objects
             );
         }
-        let content_type =
-            Header::from_bytes("Content-Type", "application/json").expect("static header is valid");
-        let response = Response::from_string(reply.body)
-            .with_status_code(reply.status)
-            .with_header(content_type);
-        if let Err(e) = req.respond(response) {
-            if !self.config.quiet {
-                eprintln!("mock_intake: cannot send response: {e}");
-            }
-        }
+        let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+        *response.status_mut() =
+            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
     }
 
-    fn handle_logs(&self, req: &mut Request) -> Reply {
+    async fn handle_logs(
+        self: &Arc<Self>,
+        headers: HeaderMap,
+        body: Incoming,
+        peer: SocketAddr,
+    ) -> Reply {
         let (seq, generation) = {
             let mut state = self.lock();
             state.requests += 1;
             (state.requests, state.generation)
         };
-        let key = self.check_key(req);
-        let encoding = header(req, "content-encoding")
+        let key = self.check_key(&headers);
+        let encoding = header(&headers, "content-encoding")
             .map(|e| e.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        let wire = read_body(req, MAX_WIRE);
+        let wire = read_body(body, MAX_WIRE).await;
         let bytes_wire = wire.as_ref().map_or(0, Vec::len);
-        let decoded = wire.and_then(|w| decode_body(&encoding, &w));
-        let view = match &decoded {
-            Ok(b) => BodyView::Decoded(b),
-            Err(e) if e.status == 413 => BodyView::TooLarge,
-            Err(_) => BodyView::Unknown,
+        let (decoded, rule) = {
+            let (this, encoding) = (Arc::clone(self), encoding.clone());
+            blocking(move || {
+                let decoded = wire.and_then(|w| decode_body(&encoding, &w));
+                let view = match &decoded {
+                    Ok(b) => BodyView::Decoded(b),
+                    Err(e) if e.status == 413 => BodyView::TooLarge,
+                    Err(_) => BodyView::Unknown,
+                };
+                let rule = this.take_rule(LOGS_PATH, seq, view);
+                (decoded, rule)
+            })
+            .await
         };
-        let injected = Self::apply_rule(self.take_rule(LOGS_PATH, seq, view));
-        let was_injected = injected.is_some();
-        let (reply, objects) = match injected {
-            Some(r) => (r, Vec::new()),
-            None => Self::process_logs(&key, &decoded),
-        };
-        let headers: Map<String, Value> = LOGGED_HEADERS
-            .iter()
-            .filter_map(|h| header(req, h).map(|v| (h.to_string(), Value::String(v))))
-            .collect();
-        let entry = json!({
-            "seq": seq,
-            "status": reply.status,
-            "objects": objects.len(),
-            "encoding": if encoding.is_empty() { "identity" } else { encoding.as_str() },
-            "bytes_wire": bytes_wire,
-            "bytes_json": decoded.as_ref().map_or(0, Vec::len),
-            "api_key_ok": matches!(key, KeyCheck::Ok),
-            "injected": was_injected,
-            "peer": req.remote_addr().map(|a| a.to_string()),
-            "headers": headers,
-        });
-        self.record(generation, entry, reply.status, objects);
-        reply
+        let injected = Self::apply_rule(rule).await;
+        let this = Arc::clone(self);
+        blocking(move || {
+            let was_injected = injected.is_some();
+            let (reply, objects) = match injected {
+                Some(r) => (r, Vec::new()),
+                None => Self::process_logs(&key, &decoded),
+            };
+            let logged: Map<String, Value> = LOGGED_HEADERS
+                .iter()
+                .filter_map(|h| header(&headers, h).map(|v| (h.to_string(), Value::String(v))))
+                .collect();
+            let entry = json!({
+                "seq": seq,
+                "status": reply.status,
+                "objects": objects.len(),
+                "encoding": if encoding.is_empty() { "identity" } else { encoding.as_str() },
+                "bytes_wire": bytes_wire,
+                "bytes_json": decoded.as_ref().map_or(0, Vec::len),
+                "api_key_ok": matches!(key, KeyCheck::Ok),
+                "injected": was_injected,
+                "peer": peer.to_string(),
+                "headers": logged,
+            });
+            this.record(generation, entry, reply.status, objects);
+            reply
+        })
+        .await
     }
 
     /// Datadog's own checks, in order: key, encoding/size, JSON shape, entry count.
@@ -633,24 +685,25 @@ impl Intake {
         state.log.push(entry);
     }
 
-    fn handle_validate(&self, req: &Request) -> Reply {
+    async fn handle_validate(&self, headers: &HeaderMap) -> Reply {
         let seq = {
             let mut state = self.lock();
             state.validate_requests += 1;
             state.validate_requests
         };
         let rule = self.take_rule(VALIDATE_PATH, seq, BodyView::Unknown);
-        if let Some(reply) = Self::apply_rule(rule) {
+        if let Some(reply) = Self::apply_rule(rule).await {
             return reply;
         }
-        match self.check_key(req) {
+        match self.check_key(headers) {
             KeyCheck::Ok => Reply::json(200, r#"{"valid":true}"#),
             _ => Reply::error(403, "Forbidden"),
         }
     }
 
-    fn handle_set_rules(&self, req: &mut Request) -> Reply {
-        let parsed = read_body(req, MAX_CONTROL_BODY)
+    async fn handle_set_rules(&self, body: Incoming) -> Reply {
+        let parsed = read_body(body, MAX_CONTROL_BODY)
+            .await
             .map_err(|e| e.msg)
             .and_then(|b| parse_rules(&b));
         match parsed {
@@ -707,20 +760,55 @@ fn install_signal_handlers() {
     }
 }
 
-fn worker(server: &Server, intake: &Intake) {
+type Body = Full<Bytes>;
+
+/// Answers one request. The handler runs in a task of its own, so a request
+/// is processed (and recorded) to the end even if its client goes away, and a
+/// panic in it becomes a bare 500 instead of killing the connection silently.
+async fn respond(
+    intake: Arc<Intake>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    match tokio::spawn(intake.handle(req, peer)).await {
+        Ok(response) => Ok(response),
+        Err(_) => {
+            eprintln!("mock_intake: request handler panicked");
+            let mut response = Response::new(Body::default());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            Ok(response)
+        }
+    }
+}
+
+/// Accepts connections forever, serving each one (HTTP/1.1, keep-alive) in its own task.
+async fn serve(listener: TcpListener, intake: Arc<Intake>) {
+    let mut http = http1::Builder::new();
+    // A client may shut down its write side once its request is sent and still get the answer.
+    // No timer is set, so idle keep-alive connections are kept until the client closes them.
+    http.half_close(true);
     loop {
-        match server.recv() {
-            Ok(req) => {
-                // A panic drops the request, which makes tiny_http answer 500.
-                if catch_unwind(AssertUnwindSafe(|| intake.handle(req))).is_err() {
-                    eprintln!("mock_intake: request handler panicked");
-                }
-            }
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 eprintln!("mock_intake: accept error: {e}");
-                thread::sleep(Duration::from_millis(10));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let quiet = intake.config.quiet;
+        let intake = Arc::clone(&intake);
+        let service = service_fn(move |req| respond(Arc::clone(&intake), req, peer));
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                // Unparsable requests (hyper answered 400) and clients that hung up are routine.
+                if !quiet && !e.is_parse() && !e.is_incomplete_message() {
+                    eprintln!("mock_intake: cannot send response: {e}");
+                }
+            }
+        });
     }
 }
 
@@ -736,18 +824,19 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let server = match Server::http(config.addr.as_str()) {
-        Ok(s) => Arc::new(s),
+    let listener = match std::net::TcpListener::bind(config.addr.as_str())
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("mock_intake: cannot listen on {}: {e}", config.addr);
             std::process::exit(1);
         }
     };
     install_signal_handlers();
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .map_or_else(|| config.addr.clone(), |a| a.to_string());
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| config.addr.clone(), |a| a.to_string());
     {
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "mock_intake listening on http://{bound}");
@@ -757,20 +846,25 @@ fn main() {
         config,
         state: Mutex::new(State::default()),
     });
-    let handles: Vec<_> = (0..WORKERS)
-        .filter_map(|i| {
-            let (server, intake) = (Arc::clone(&server), Arc::clone(&intake));
-            thread::Builder::new()
-                .name(format!("mock-intake-{i}"))
-                .spawn(move || worker(&server, &intake))
-                .ok()
-        })
-        .collect();
-    if handles.is_empty() {
-        eprintln!("mock_intake: cannot start worker threads");
-        std::process::exit(1);
-    }
-    for h in handles {
-        let _ = h.join();
-    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("mock-intake")
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mock_intake: cannot start worker threads: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => serve(listener, intake).await,
+            Err(e) => {
+                eprintln!("mock_intake: cannot listen on {bound}: {e}");
+                std::process::exit(1);
+            }
+        }
+    });
 }

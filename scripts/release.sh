@@ -213,7 +213,10 @@ build_arch() {
     ensure_rust_target "$triple" || return 1
     ensure_zigbuild
     start=$SECONDS
-    if ! cargo zigbuild --release --locked --lib --target "$triple.$GLIBC_FLOOR" >&2; then
+    # The shipped library carries symbols but no debug info (the release profile keeps line
+    # tables for profiling; they would make the .so about five times larger).
+    if ! CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+        cargo zigbuild --release --locked --lib --no-default-features --target "$triple.$GLIBC_FLOOR" >&2; then
         say "error: cargo zigbuild failed for $triple"
         return 1
     fi

@@ -180,3 +180,47 @@ fn empty_and_garbage_chunks_never_crash_the_host() {
     assert!(!msgs.iter().any(|m| m.contains("/orders/50\"")));
     host.exit_ctx(ctx);
 }
+
+#[test]
+fn a_record_nested_100000_levels_deep_overflows_no_stack() {
+    let mock = MockIntake::start(Some(KEY));
+    let mut host = Host::load();
+    host.register();
+    let (_, ctx) = host.init(Props::new(&[
+        ("apikey", KEY),
+        ("endpoint", mock.url.as_str()),
+    ]));
+    // [1, {"log": "deep record", "deep": [[[...100,000 levels...]]]}], then a normal record
+    // whose body holds a map declaring 2^32-1 pairs with nothing behind them.
+    let mut chunk = vec![0x92, 0x01, 0x82, 0xa3];
+    chunk.extend_from_slice(b"log");
+    chunk.push(0xab);
+    chunk.extend_from_slice(b"deep record");
+    chunk.push(0xa4);
+    chunk.extend_from_slice(b"deep");
+    chunk.extend(std::iter::repeat_n(0x91u8, 100_000));
+    chunk.push(0xc0);
+    chunk.extend_from_slice(&[0x92, 0x02, 0x81, 0xa1, b'x', 0xdf, 0xff, 0xff, 0xff, 0xff]);
+    chunk.extend_from_slice(&host::firelens_chunk(1, 7, false));
+    // On a 24 KiB stack, as Fluent Bit's coroutines.
+    assert_eq!(host.flush(ctx, &chunk, "t"), 1);
+    let objects = mock.objects();
+    assert_eq!(
+        objects.len(),
+        2,
+        "the deep record and the normal one; the liar is skipped"
+    );
+    let deep = objects
+        .iter()
+        .find(|o| o["message"] == "deep record")
+        .unwrap();
+    let mut v = &deep["deep"];
+    let mut levels = 0;
+    while let Some(inner) = v.as_array() {
+        v = &inner[0];
+        levels += 1;
+    }
+    assert_eq!(v, "[nested deeper than 32 levels]");
+    assert!(levels < 40, "{levels}");
+    host.exit_ctx(ctx);
+}

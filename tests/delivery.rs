@@ -297,3 +297,35 @@ fn retried_chunk_after_partial_acceptance_sends_exactly_the_missing_requests() {
     );
     assert_eq!(tally(&mock.objects()), (2500, 0));
 }
+
+#[test]
+fn requests_of_one_chunk_go_out_in_parallel() {
+    let mock = MockIntake::start(Some(KEY));
+    // Every request takes 300 ms: seven in parallel hold seven connections at once.
+    mock.set_rules(json!([{"delay_ms": 300}]));
+    let run = flush_generated(&mock.url, &[("max_concurrency", "8")], 7000, 7000, 0);
+    assert_eq!(run.final_codes(0), [1]);
+    let log = mock.received()["log"].as_array().unwrap().clone();
+    assert_eq!(log.len(), 7);
+    let peers: std::collections::HashSet<String> = log
+        .iter()
+        .map(|e| e["peer"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        peers.len(),
+        7,
+        "seven requests in flight at once: {peers:?}"
+    );
+    assert_eq!(tally(&mock.objects()), (7000, 0));
+
+    // With max_concurrency 1 the same chunk reuses one keep-alive connection.
+    let mock = MockIntake::start(Some(KEY));
+    let run = flush_generated(&mock.url, &[("max_concurrency", "1")], 7000, 7000, 0);
+    assert_eq!(run.final_codes(0), [1]);
+    let log = mock.received()["log"].as_array().unwrap().clone();
+    let peers: std::collections::HashSet<String> = log
+        .iter()
+        .map(|e| e["peer"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+}

@@ -184,7 +184,7 @@ pub fn build(
 }
 
 /// Most spare buffers kept between flushes (each up to 5 MB).
-pub const SPARE_BUFFERS: usize = 8;
+pub const SPARE_BUFFERS: usize = 3;
 
 /// Returns the JSON buffers of sent batches to `spare` for the next flush.
 pub fn recycle(batches: Vec<Batch>, spare: &mut Vec<Vec<u8>>) {

@@ -375,11 +375,25 @@ fn parse_record<'a>(r: &mut Reader<'a>) -> Result<Parsed<'a>, &'static str> {
 /// True where a record plausibly starts: a 2-array whose first element is a timestamp or
 /// a 2-array header. Cheap enough to test at every byte while resynchronising.
 fn plausible_start(b: &[u8]) -> bool {
+    let Some(n) = array2_header(b) else {
+        return false;
+    };
+    let rest = &b[n..];
+    let rest = array2_header(rest).map_or(rest, |m| &rest[m..]);
+    matches!(
+        rest.first(),
+        Some(0xd7 | 0xc7 | 0x00..=0x7f | 0xcc..=0xd3 | 0xca | 0xcb)
+    )
+}
+
+/// The size of a header for an array of 2 at the start of `b`, in any of its encodings
+/// (Fluent Bit 2.1+ writes records with array32 headers, `dd 00 00 00 02`).
+fn array2_header(b: &[u8]) -> Option<usize> {
     match b {
-        [0x92, 0x92, t, ..] | [0x92, t, ..] => {
-            matches!(t, 0xd7 | 0xc7 | 0x00..=0x7f | 0xcc..=0xd3 | 0xca | 0xcb)
-        }
-        _ => false,
+        [0x92, ..] => Some(1),
+        [0xdc, 0x00, 0x02, ..] => Some(3),
+        [0xdd, 0x00, 0x00, 0x00, 0x02, ..] => Some(5),
+        _ => None,
     }
 }
 
@@ -453,6 +467,9 @@ pub struct Entry {
     pub key: (usize, usize),
     /// Start and end of the value's bytes.
     pub value: (usize, usize),
+    /// Start and end of the key's text when the key is a str or bin (most are), so callers
+    /// can compare names without decoding the key again.
+    pub name: Option<(usize, usize)>,
 }
 
 /// Lists a map's pairs into `out` (cleared first, so the caller can reuse it).
@@ -468,12 +485,24 @@ pub fn map_entries(map: &[u8], out: &mut Vec<Entry>) -> Result<(), Error> {
     };
     for _ in 0..n {
         let k = r.position();
-        r.skip()?;
+        let mut probe = r.clone();
+        let name = match probe.read()? {
+            Value::Str(b) | Value::Bin(b) => {
+                r = probe;
+                let start = r.position() - b.len();
+                Some((start, r.position()))
+            }
+            _ => {
+                r.skip()?;
+                None
+            }
+        };
         let v = r.position();
         r.skip()?;
         out.push(Entry {
             key: (k, v),
             value: (v, r.position()),
+            name,
         });
     }
     Ok(())

@@ -30,6 +30,7 @@ pub mod decode;
 pub mod detect;
 pub mod ffi;
 pub mod flush;
+pub mod json;
 pub mod log;
 pub mod map;
 pub mod options;

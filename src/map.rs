@@ -11,7 +11,8 @@
 //!
 //! No object ever has duplicate keys, at any depth: the first occurrence of a key wins (the
 //! plugin's attributes are only written when the record has none). Strings that are not valid
-//! UTF-8 (str or bin) are kept lossily; non-string keys become strings; NaN and infinities
+//! UTF-8 (str or bin) are kept lossily; non-string keys become strings (an array or map key
+//! its JSON text, in which a key that is itself an array or map is cut); NaN and infinities
 //! become `null`; nesting deeper than [`MAX_DEPTH`] is replaced by [`NESTING_MARKER`]. An
 //! object over Datadog's 1 MB single-log limit has its message cut to fit (then, if needed,
 //! its largest other string attributes), each cut string ending in
@@ -68,6 +69,15 @@ pub struct Scratch {
     tag_ranges: Vec<(usize, usize)>,
     text: Vec<u8>,
     strings: Vec<(usize, usize)>,
+    /// The top-level keys once there are more than [`LINEAR_DEDUP_MAX`].
+    seen: HashSet<Box<[u8]>>,
+    /// Inputs of the current `tags` (static tags, ECS values, the record's own ddtags).
+    sig: Vec<u8>,
+    sig_next: Vec<u8>,
+    /// Entries whose values become ECS tags.
+    ecs_entries: Vec<usize>,
+    /// `tags` holds the tags made from `sig`.
+    tags_ready: bool,
 }
 
 /// The mapping settings of one instance, with the static parts pre-serialized.
@@ -132,9 +142,8 @@ impl Mapper {
         s.skip.clear();
         s.skip.resize(s.entries.len(), false);
         s.keys.clear();
-        s.tags.clear();
-        s.tag_ranges.clear();
         s.strings.clear();
+        s.seen.clear();
 
         let present = self.scan(body, &s.entries);
         let otlp = otlp_fields(rec.meta);
@@ -142,14 +151,14 @@ impl Mapper {
         out.push(b'{');
         if let Some(k) = &self.date_key
             && !present.date
+            && write_key(out, &mut s.keys, 0, k.as_bytes())
         {
-            write_key(out, &mut s.keys, 0, k.as_bytes());
             write_i64(out, rec.time.millis());
         }
         if let Some(k) = &self.tag_key
             && !present.tag
+            && write_key(out, &mut s.keys, 0, k.as_bytes())
         {
-            write_key(out, &mut s.keys, 0, k.as_bytes());
             write_str(out, tag.as_bytes());
         }
         let statics = [
@@ -160,15 +169,15 @@ impl Mapper {
         for (key, value, has) in statics {
             if let Some(v) = value
                 && !has
+                && write_key(out, &mut s.keys, 0, key)
             {
-                write_key(out, &mut s.keys, 0, key);
                 write_str(out, v.as_bytes());
             }
         }
         if let Some(sev) = otlp.severity_text
             && !present.status
+            && write_key(out, &mut s.keys, 0, b"status")
         {
-            write_key(out, &mut s.keys, 0, b"status");
             write_str(out, sev);
         }
         for (key, id, has) in [
@@ -177,8 +186,8 @@ impl Mapper {
         ] {
             if let Some(id) = id
                 && !has
+                && write_key(out, &mut s.keys, 0, key)
             {
-                write_key(out, &mut s.keys, 0, key);
                 out.push(b'"');
                 out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
                 out.push(b'"');
@@ -186,17 +195,18 @@ impl Mapper {
         }
 
         self.collect_tags(body, s);
-        if !s.tags.is_empty() {
-            write_key(out, &mut s.keys, 0, b"ddtags");
+        if !s.tags.is_empty() && write_key(out, &mut s.keys, 0, b"ddtags") {
             write_str(out, &s.tags);
         }
 
         let mut message = None;
+        let mut renamed = false;
         if !present.message
             && let Some(i) = present.message_key
+            && write_key(out, &mut s.keys, 0, b"message")
         {
             s.skip[i] = true;
-            write_key(out, &mut s.keys, 0, b"message");
+            renamed = true;
             message = self.write_message(body, s.entries[i], out, &mut s.keys);
         }
 
@@ -207,17 +217,22 @@ impl Mapper {
             let e = s.entries[i];
             let mark = out.len();
             let key = &body[e.key.0..e.key.1];
-            if !write_any_key(out, &mut s.keys, 0, key, &mut s.text) {
+            let name = e.name.map(|(a, b)| &body[a..b]);
+            if renamed && name == Some(self.message_key.as_slice()) {
+                // A later duplicate of the message key: the first one became `message`.
+                continue;
+            }
+            if !write_any_key(out, &mut s.keys, 0, key, &mut s.text, 1, &mut s.seen) {
                 out.truncate(mark);
                 continue;
             }
-            let is_message = as_str(key) == Some(b"message");
+            let is_message = name == Some(b"message");
             if is_message {
                 message = self.write_message(body, e, out, &mut s.keys);
             } else {
                 let v0 = out.len();
                 let raw = &body[e.value.0..e.value.1];
-                write_value(&mut Reader::new(raw), out, 1, &mut s.keys);
+                write_value(&mut Reader::new(raw), out, 1, &mut s.keys, false);
                 if decode::as_bytes(raw).is_some() {
                     s.strings.push((v0, out.len()));
                 }
@@ -262,7 +277,7 @@ impl Mapper {
     fn scan(&self, body: &[u8], entries: &[Entry]) -> Present {
         let mut p = Present::default();
         for (i, e) in entries.iter().enumerate() {
-            let Some(k) = as_str(&body[e.key.0..e.key.1]) else {
+            let Some(k) = e.name.map(|(a, b)| &body[a..b]) else {
                 continue;
             };
             match k {
@@ -291,26 +306,47 @@ impl Mapper {
     /// Gathers the record's `ddtags`, the ECS tags and `dd_tags` into `s.tags`, marking the
     /// attributes they came from as consumed.
     fn collect_tags(&self, body: &[u8], s: &mut Scratch) {
+        // First pass: mark the attributes the tags consume and note the tags' inputs. The
+        // records of a chunk usually share them (one task, one container), so when they are
+        // the same as the previous record's, the tags made then are reused as they are.
+        s.sig_next.clear();
+        s.ecs_entries.clear();
+        for t in &self.static_tags {
+            s.sig_next.extend_from_slice(t.as_bytes());
+            s.sig_next.push(0);
+        }
         let mut seen_ddtags = false;
+        let mut own = None;
         for i in 0..s.entries.len() {
             let e = s.entries[i];
-            let Some(k) = as_str(&body[e.key.0..e.key.1]) else {
+            let Some(k) = e.name.map(|(a, b)| &body[a..b]) else {
                 continue;
             };
-            if k == b"ddtags" && !seen_ddtags {
+            if k == b"ddtags" && seen_ddtags {
+                // A duplicate: the first ddtags wins, whatever became of it.
+                s.skip[i] = true;
+            } else if k == b"ddtags" {
                 seen_ddtags = true;
-                if own_tags(&body[e.value.0..e.value.1], &mut s.tags, &mut s.tag_ranges) {
+                let raw = &body[e.value.0..e.value.1];
+                if is_tag_list(raw) {
                     s.skip[i] = true;
+                    own = Some(raw);
                 }
             }
         }
         if self.ecs {
+            let mut seen = [false; ECS_KEYS.len()];
             for i in 0..s.entries.len() {
                 let e = s.entries[i];
-                let Some(k) = as_str(&body[e.key.0..e.key.1]) else {
+                let Some(k) = e.name.map(|(a, b)| &body[a..b]) else {
                     continue;
                 };
-                if !ECS_KEYS.contains(&k) {
+                let Some(n) = ECS_KEYS.iter().position(|&name| name == k) else {
+                    continue;
+                };
+                if std::mem::replace(&mut seen[n], true) {
+                    // A duplicate: the first occurrence wins, whatever became of it.
+                    s.skip[i] = true;
                     continue;
                 }
                 let Some(v) = decode::as_bytes(&body[e.value.0..e.value.1]) else {
@@ -320,12 +356,39 @@ impl Mapper {
                     continue;
                 }
                 s.skip[i] = true;
+                s.ecs_entries.push(i);
+                s.sig_next.extend_from_slice(k);
+                s.sig_next.push(0);
+                s.sig_next.extend_from_slice(v);
+                s.sig_next.push(0);
+            }
+        }
+        s.sig_next.push(1);
+        if let Some(raw) = own {
+            s.sig_next.extend_from_slice(raw);
+        }
+        if s.tags_ready && s.sig_next == s.sig {
+            return;
+        }
+        s.tags.clear();
+        s.tag_ranges.clear();
+        if let Some(raw) = own {
+            own_tags(raw, &mut s.tags, &mut s.tag_ranges);
+        }
+        for &i in &s.ecs_entries {
+            let e = s.entries[i];
+            if let (Some(k), Some(v)) = (
+                e.name.map(|(a, b)| &body[a..b]),
+                decode::as_bytes(&body[e.value.0..e.value.1]),
+            ) {
                 ecs_tags(k, v, &mut s.tags, &mut s.tag_ranges, &mut s.text);
             }
         }
         for t in &self.static_tags {
             push_tag(&mut s.tags, &mut s.tag_ranges, t.as_bytes());
         }
+        std::mem::swap(&mut s.sig, &mut s.sig_next);
+        s.tags_ready = true;
     }
 
     /// Writes the message value; returns the byte range of its JSON string when it is one.
@@ -344,42 +407,43 @@ impl Mapper {
                 Some((m0, out.len()))
             }
             None => {
-                write_value(&mut Reader::new(raw), out, 1, keys);
+                write_value(&mut Reader::new(raw), out, 1, keys, false);
                 None
             }
         }
     }
 }
 
-/// The bytes of a str or bin key, for comparing with reserved names.
-fn as_str(raw_key: &[u8]) -> Option<&[u8]> {
-    decode::as_bytes(raw_key)
-}
-
-/// Appends the record's own `ddtags` (a comma-separated string or an array of strings).
-/// Returns false when the value is neither, leaving it as an ordinary attribute.
-fn own_tags(raw: &[u8], tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>) -> bool {
-    if let Some(text) = decode::as_bytes(raw) {
-        for t in text.split(|&b| b == b',') {
-            push_tag(tags, ranges, t.trim_ascii());
-        }
+/// True when a `ddtags` value is a tag list: a comma-separated string or an array of strings.
+/// Anything else stays an ordinary attribute.
+fn is_tag_list(raw: &[u8]) -> bool {
+    if decode::as_bytes(raw).is_some() {
         return true;
     }
     let mut r = Reader::new(raw);
     let Ok(Value::Array(n)) = r.read() else {
         return false;
     };
-    let mut items = Vec::with_capacity(n as usize);
+    (0..n).all(|_| matches!(r.read(), Ok(Value::Str(_) | Value::Bin(_))))
+}
+
+/// Appends the record's own `ddtags` (see [`is_tag_list`]).
+fn own_tags(raw: &[u8], tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>) {
+    if let Some(text) = decode::as_bytes(raw) {
+        for t in text.split(|&b| b == b',') {
+            push_tag(tags, ranges, t.trim_ascii());
+        }
+        return;
+    }
+    let mut r = Reader::new(raw);
+    let Ok(Value::Array(n)) = r.read() else {
+        return;
+    };
     for _ in 0..n {
-        match r.read() {
-            Ok(Value::Str(b) | Value::Bin(b)) => items.push(b),
-            _ => return false,
+        if let Ok(Value::Str(b) | Value::Bin(b)) = r.read() {
+            push_tag(tags, ranges, b.trim_ascii());
         }
     }
-    for t in items {
-        push_tag(tags, ranges, t.trim_ascii());
-    }
-    true
 }
 
 /// Appends the tags Fluent Bit's datadog output (4.1+) derives from one FireLens attribute.
@@ -497,15 +561,24 @@ fn id_low64(raw: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(low)).filter(|&v| v != 0)
 }
 
-/// Writes `,"key":` (or `"key":` first), recording the key for duplicate checks.
-fn write_key(out: &mut Vec<u8>, keys: &mut Vec<(usize, usize)>, base: usize, key: &[u8]) {
+/// Writes `,"key":` (or `"key":` first), recording the key for duplicate checks. Returns
+/// false, having written nothing, when the map already has the key (options can name one
+/// attribute twice, e.g. `json_date_key service` with `dd_service`: the first written wins).
+#[must_use]
+fn write_key(out: &mut Vec<u8>, keys: &mut Vec<(usize, usize)>, base: usize, key: &[u8]) -> bool {
+    let mark = out.len();
     if keys.len() > base {
         out.push(b',');
     }
     let a = out.len();
     write_str(out, key);
+    if keys[base..].iter().any(|&(x, y)| out[x..y] == out[a..]) {
+        out.truncate(mark);
+        return false;
+    }
     keys.push((a, out.len()));
     out.push(b':');
+    true
 }
 
 /// Writes a key given as a raw msgpack value, unless the same key text was already written
@@ -517,6 +590,8 @@ fn write_any_key(
     base: usize,
     raw_key: &[u8],
     tmp: &mut Vec<u8>,
+    depth: usize,
+    seen: &mut HashSet<Box<[u8]>>,
 ) -> bool {
     if keys.len() > base {
         out.push(b',');
@@ -527,11 +602,17 @@ fn write_any_key(
         Ok(Value::UInt(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
         Ok(Value::Int(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
         _ => {
-            // Any other key: its JSON text, as a string.
+            // Any other key: its JSON text, as a string (one that is a string already, such
+            // as an ext's, as it is). Within that text an array or map key is cut like a
+            // value too deep: escaping keys within keys would double the size per level.
             tmp.clear();
-            write_value(&mut Reader::new(raw_key), tmp, MAX_DEPTH, &mut Vec::new());
+            write_value(&mut Reader::new(raw_key), tmp, depth, &mut Vec::new(), true);
             let text = std::mem::take(tmp);
-            write_str(out, &text);
+            if text.first() == Some(&b'"') {
+                out.extend_from_slice(&text);
+            } else {
+                write_str(out, &text);
+            }
             *tmp = text;
         }
     }
@@ -540,8 +621,12 @@ fn write_any_key(
     let dup = if keys.len() - base <= LINEAR_DEDUP_MAX {
         keys[base..].iter().any(|&(x, y)| &out[x..y] == new)
     } else {
-        let set: HashSet<&[u8]> = keys[base..].iter().map(|&(x, y)| &out[x..y]).collect();
-        set.contains(new)
+        // `seen` holds this map's keys from the first time it is needed on, so each key
+        // costs one lookup (rebuilding a set per key made a large map quadratic).
+        if seen.is_empty() {
+            seen.extend(keys[base..].iter().map(|&(x, y)| Box::from(&out[x..y])));
+        }
+        !seen.insert(Box::from(new))
     };
     if dup {
         return false;
@@ -551,8 +636,15 @@ fn write_any_key(
     true
 }
 
-/// Writes one msgpack value as JSON. `depth` counts the containers around it.
-fn write_value(r: &mut Reader, out: &mut Vec<u8>, depth: usize, keys: &mut Vec<(usize, usize)>) {
+/// Writes one msgpack value as JSON. `depth` counts the containers around it; `in_key` when
+/// the value is (part of) a map key being written as text.
+fn write_value(
+    r: &mut Reader,
+    out: &mut Vec<u8>,
+    depth: usize,
+    keys: &mut Vec<(usize, usize)>,
+    in_key: bool,
+) {
     let v = match r.read() {
         Ok(v) => v,
         Err(_) => {
@@ -602,7 +694,7 @@ fn write_value(r: &mut Reader, out: &mut Vec<u8>, depth: usize, keys: &mut Vec<(
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(r, out, depth + 1, keys);
+                write_value(r, out, depth + 1, keys, in_key);
             }
             out.push(b']');
         }
@@ -610,13 +702,15 @@ fn write_value(r: &mut Reader, out: &mut Vec<u8>, depth: usize, keys: &mut Vec<(
             out.push(b'{');
             let base = keys.len();
             let mut tmp = Vec::new();
+            let mut seen = HashSet::new();
+            let key_depth = if in_key { MAX_DEPTH } else { depth + 1 };
             for _ in 0..n {
                 let mark = out.len();
                 let Ok(raw_key) = r.raw_value() else {
                     break;
                 };
-                if write_any_key(out, keys, base, raw_key, &mut tmp) {
-                    write_value(r, out, depth + 1, keys);
+                if write_any_key(out, keys, base, raw_key, &mut tmp, key_depth, &mut seen) {
+                    write_value(r, out, depth + 1, keys, in_key);
                 } else {
                     out.truncate(mark);
                     if r.skip().is_err() {
@@ -636,15 +730,7 @@ fn write_i64(out: &mut Vec<u8>, n: i64) {
 
 /// Writes bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
 pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => escape(out, s),
-        Err(_) => escape(out, &String::from_utf8_lossy(bytes)),
-    }
-}
-
-fn escape(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(out, s);
+    crate::json::write_str(out, bytes);
 }
 
 /// Cuts the JSON string at `out[m0..m1]` (quotes included) by up to `excess` bytes (more
@@ -656,25 +742,34 @@ fn cut_string(out: &mut Vec<u8>, m0: usize, m1: usize, excess: usize) -> usize {
         return 0;
     }
     let budget = content.saturating_sub(excess + TRUNCATION_MARKER.len());
-    // Walk the escaped text so the cut never splits an escape or a UTF-8 sequence.
-    let text = &out[m0 + 1..m1 - 1];
-    let mut cut = 0;
-    while cut < text.len() {
-        let step = match text[cut] {
-            b'\\' if text.get(cut + 1) == Some(&b'u') => 6,
-            b'\\' => 2,
-            b if b < 0x80 => 1,
-            b if b >= 0xf0 => 4,
-            b if b >= 0xe0 => 3,
-            _ => 2,
-        };
-        if cut + step > budget {
-            break;
-        }
-        cut += step;
-    }
+    let cut = safe_cut(&out[m0 + 1..m1 - 1], budget);
     out.splice(m0 + 1 + cut..m1 - 1, TRUNCATION_MARKER.bytes());
     content - cut - TRUNCATION_MARKER.len()
+}
+
+/// The last position at or before `p` where escaped JSON text can be cut: not inside an
+/// escape (`\n`, `\\`, `\u00XX`) nor inside a UTF-8 sequence. Looks only near `p`, so
+/// cutting a 1 MB message does not walk it.
+fn safe_cut(text: &[u8], p: usize) -> usize {
+    let mut p = p.min(text.len());
+    // Backslashes right before `i`: an odd count means `i` follows an escape's backslash.
+    let escaping = |i: usize| text[..i].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1;
+    // Inside a \uXXXX escape: cut before it.
+    for q in p.saturating_sub(5)..p {
+        if text[q] == b'\\' && text.get(q + 1) == Some(&b'u') && !escaping(q) {
+            p = q;
+            break;
+        }
+    }
+    // Between a backslash and the character it escapes.
+    if p > 0 && escaping(p) {
+        p -= 1;
+    }
+    // Inside a multi-byte character (escapes are ASCII, so this cannot enter one).
+    while p > 0 && p < text.len() && text[p] & 0xc0 == 0x80 {
+        p -= 1;
+    }
+    p
 }
 
 #[cfg(test)]

@@ -744,19 +744,25 @@ fn non_string_keys_become_strings() {
         ]),
     )]);
     assert_eq!(map_plain(&body), json!({"n": {"[1]": 1, "[2]": 2}}));
+    // A key's own nesting counts from where the key is.
+    let body = obj(&[("k", M::Map(vec![(M::Arr(vec![M::Arr(vec![])]), M::U(1))]))]);
+    assert_eq!(map_plain(&body), json!({"k": {"[[]]": 1}}));
+    let mut deep = M::Arr(vec![]);
+    for _ in 0..MAX_DEPTH {
+        deep = M::Arr(vec![deep]);
+    }
+    let o = map_plain(&M::Map(vec![(deep, M::U(1))]));
+    let key = o.as_object().unwrap().keys().next().unwrap().clone();
+    assert!(key.contains(NESTING_MARKER), "{key}");
+    assert_eq!(key.matches('[').count(), MAX_DEPTH - 1 + 1, "{key}");
 }
 
 #[test]
-fn map_keys_nested_in_keys_do_not_recurse_without_bound() {
+fn map_keys_nested_in_keys_stay_small() {
     // {{{...{1: 1}...: 1}: 1}: 1}, 10,000 levels of maps used as keys.
-    let mut body = Vec::new();
-    for _ in 0..10_000 {
-        body.push(0x81);
-    }
+    let mut body = vec![0x81; 10_000];
     body.extend_from_slice(&[0x01, 0x01]);
-    for _ in 0..10_000 - 1 {
-        body.push(0x01);
-    }
+    body.extend(std::iter::repeat_n(0x01, 10_000 - 1));
     let mut wrapped = vec![0x81, 0xa1, b'k'];
     wrapped.extend_from_slice(&body);
     let rec = Record {
@@ -765,9 +771,17 @@ fn map_keys_nested_in_keys_do_not_recurse_without_bound() {
         body: &wrapped,
     };
     let mut out = Vec::new();
-    let r = Mapper::new(&cfg(&[])).write(&rec, TAG, &mut Scratch::default(), &mut out);
+    let r = Mapper::new(&cfg(&[("json_date_key", "off")])).write(
+        &rec,
+        TAG,
+        &mut Scratch::default(),
+        &mut out,
+    );
     assert_eq!(r, Mapped::Written { truncated: false });
-    parse_checked(&out);
+    // Inside a key written as text, a key that is a map or an array is cut: escaping keys
+    // within keys would double the text per level (2^32 bytes for this record).
+    let inner = format!("{{\"{NESTING_MARKER}\":1}}");
+    assert_eq!(parse_checked(&out), json!({"k": {inner: 1}}));
 }
 
 #[test]
@@ -954,23 +968,68 @@ fn message_over_1mb_truncated_with_marker() {
 fn object_too_large_without_message_is_reported() {
     let big = "z".repeat(1_200_000);
     for body in [
-        obj(&[("other", s(&big))]),
-        // A message, but the rest alone is over the limit.
-        obj(&[("log", s("short")), ("other", s(&big))]),
+        // Only top-level strings are cut: a string inside an array or a map is not.
+        obj(&[("other", M::Arr(vec![s(&big)]))]),
+        obj(&[("log", s("short")), ("other", obj(&[("x", s(&big))]))]),
         // A message that is not a string cannot be cut.
         obj(&[("log", M::Arr(vec![s(&big)]))]),
+        // Nor can a key.
+        M::Map(vec![(s(&big), M::U(1))]),
+        // Many small values.
+        obj(&[("n", M::Arr(vec![M::U(1_000_000); 200_000]))]),
     ] {
         let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
         match r {
             Mapped::TooLarge { bytes } => assert!(bytes > MAX_LOG_BYTES),
-            other => panic!(
-                "{other:?} {} {}",
-                out.len(),
-                String::from_utf8_lossy(&out[out.len() - 100..])
-            ),
+            other => panic!("{other:?}"),
         }
         assert!(out.is_empty(), "nothing appended");
     }
+}
+
+#[test]
+fn largest_other_strings_cut_after_the_message() {
+    // No message: the largest top-level string is cut.
+    let big = "z".repeat(1_200_000);
+    let (r, out) = map_raw(
+        &cfg(&[]),
+        T0,
+        &[],
+        &obj(&[("other", s(&big)), ("small", s("keep"))]),
+    );
+    assert_eq!(r, Mapped::Written { truncated: true });
+    assert!(out.len() <= MAX_LOG_BYTES && out.len() > MAX_LOG_BYTES - 8);
+    let o = parse_checked(&out);
+    assert!(o["other"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
+    assert_eq!(o["small"], "keep");
+    // A message too short to help: the largest other string goes first, the next only
+    // if still needed.
+    let body = obj(&[
+        ("log", s("short")),
+        ("a", s(&"a".repeat(500_000))),
+        ("b", s(&"b\"".repeat(350_000))),
+        ("c", s(&"c".repeat(100_000))),
+    ]);
+    let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
+    assert_eq!(r, Mapped::Written { truncated: true });
+    assert!(out.len() <= MAX_LOG_BYTES, "{}", out.len());
+    let o = parse_checked(&out);
+    assert_eq!(o["message"], "short");
+    assert_eq!(o["a"].as_str().unwrap().len(), 500_000);
+    assert_eq!(o["c"].as_str().unwrap().len(), 100_000);
+    let b = o["b"].as_str().unwrap();
+    let kept = b.strip_suffix(TRUNCATION_MARKER).unwrap();
+    assert!("b\"".repeat(350_000).starts_with(kept));
+    // The message is cut before anything else, even when another string is larger.
+    let body = obj(&[
+        ("log", s(&"m".repeat(600_000))),
+        ("a", s(&"a".repeat(700_000))),
+    ]);
+    let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
+    assert_eq!(r, Mapped::Written { truncated: true });
+    let o = parse_checked(&out);
+    assert!(o["message"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
+    assert_eq!(o["a"].as_str().unwrap().len(), 700_000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1042,5 +1101,24 @@ fn nested_eventtime_becomes_ms() {
             "short_ext0": "ext:0:01020304",
             "neg_ext": "ext:-1:",
         })
+    );
+}
+
+#[test]
+fn large_maps_dedup_in_linear_time() {
+    // 60,000 distinct keys then each again: with a set rebuilt per key this took minutes.
+    let n = 60_000u64;
+    let pairs: Vec<(M, M)> = (0..2 * n).map(|i| (M::U(i % n), M::U(i))).collect();
+    let t = std::time::Instant::now();
+    let o = map_plain(&M::Map(pairs.clone()));
+    assert_eq!(o.as_object().unwrap().len(), n as usize);
+    assert_eq!(o["59999"], 59_999);
+    let o = map_plain(&obj(&[("n", M::Map(pairs))]));
+    assert_eq!(o["n"].as_object().unwrap().len(), n as usize);
+    assert_eq!(o["n"]["7"], 7);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        t.elapsed()
     );
 }

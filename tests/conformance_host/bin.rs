@@ -154,13 +154,20 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
             None => fixed[i].as_slice().into(),
         }
     };
-    let bytes: usize = (0..n_chunks).map(|i| chunk(i).len()).sum();
+    // `dry_run`: make the chunks but do not flush them, to measure what the host itself
+    // costs (scripts/bench.sh subtracts it).
+    let dry_run = f["dry_run"].as_bool().unwrap_or(false);
+    let bytes = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
     if on_init_thread {
         let codes: Vec<Vec<i32>> = (0..n_chunks)
-            .map(|i| vec![host.flush_here(ctx, &chunk(i), &tag)])
+            .map(|i| {
+                let data = chunk(i);
+                bytes.fetch_add(data.len(), std::sync::atomic::Ordering::Relaxed);
+                vec![host.flush_here(ctx, &data, &tag)]
+            })
             .collect();
-        return json!({"chunks": n_chunks, "bytes": bytes, "codes": codes,
+        return json!({"chunks": n_chunks, "bytes": bytes.into_inner(), "codes": codes,
                       "seconds": started.elapsed().as_secs_f64()});
     }
     let next = Mutex::new(0usize);
@@ -182,7 +189,13 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
                         break;
                     }
                     let data = chunk(i);
-                    let c = host.flush_with_retries(ctx, &data, &tag, attempts, pause);
+                    bytes.fetch_add(data.len(), std::sync::atomic::Ordering::Relaxed);
+                    let c = if dry_run {
+                        std::hint::black_box(&data);
+                        vec![1]
+                    } else {
+                        host.flush_with_retries(ctx, &data, &tag, attempts, pause)
+                    };
                     codes.lock().unwrap()[i] = c;
                     if rss_every > 0 && (i + 1) % rss_every == 0 {
                         rss.lock().unwrap().push(json!([i + 1, rss_kb()]));
@@ -193,7 +206,7 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
     });
     json!({
         "chunks": n_chunks,
-        "bytes": bytes,
+        "bytes": bytes.into_inner(),
         "codes": codes.into_inner().unwrap(),
         "seconds": started.elapsed().as_secs_f64(),
         "rss_kb": rss.into_inner().unwrap(),

@@ -47,3 +47,23 @@ print(f"| {threads} | {level} | {plugin:.2f} | {plugin * 1e6 / records:.2f} | "
 PY
   done
 done
+
+# Parallel requests within one flush: chunks of 7000 records (7 requests) against an intake
+# that takes 50 ms to answer, as a distant region would.
+printf '\nmax_concurrency: 10 chunks of 7 requests each, intake answering in 50 ms\n\n'
+printf '| max_concurrency | wall s per chunk | plugin CPU s |\n|---|---|---|\n'
+for conc in 1 2 4 8; do
+  curl -s -XPOST "$url/mock/reset" >/dev/null
+  curl -s -XPOST "$url/mock/rules" -d '{"rules":[{"delay_ms":50}]}' >/dev/null
+  out=$(echo "{\"instances\":[{\"options\":{\"apikey\":\"bench-key-0123456789abcdef\",\"endpoint\":\"$url\",
+         \"max_concurrency\":\"$conc\"}}],
+         \"flushes\":[{\"instance\":0,\"generate\":{\"records\":70000,\"per_chunk\":7000}}],\"exit\":\"ctx\"}" |
+    FLB_DATADOG_SO=target/release/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
+    target/release/conformance_host -)
+  python3 -c '
+import json, sys
+r = json.loads(sys.argv[2]); f = r["flushes"][0]
+assert all(c[-1] == 1 for c in f["codes"])
+print("| %s | %.3f | %.2f |" % (sys.argv[1], f["seconds"] / f["chunks"], r["rusage"]["user_s"] + r["rusage"]["sys_s"]))
+' "$conc" "$out"
+done

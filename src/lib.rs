@@ -10,7 +10,8 @@
 //! 2. [`worker`]: the chunk is handed to a thread with a normal stack (not the host's 24 KiB
 //!    coroutine stack), which waits for nothing but the result;
 //! 3. [`decode`]: records are read in place, `[TS, BODY]` and `[[TS, META], BODY]` alike;
-//! 4. [`map`]: each record becomes one Datadog object, written straight into the JSON payload;
+//! 4. [`map`]: each record becomes one Datadog object, written straight into the JSON payload
+//!    ([`json`] escapes its strings);
 //! 5. [`batch`]: objects are cut into requests of at most 1000 objects and 5 MB;
 //! 6. [`flush`] and [`send`]: requests go out in parallel, gzipped; 400/413 are split, 5xx and
 //!    network errors keep the chunk for Fluent Bit's retry, and accepted requests are

@@ -183,8 +183,9 @@ pub fn build(
     (batcher.finish(), stats)
 }
 
-/// Most spare buffers kept between flushes (each up to 5 MB).
-pub const SPARE_BUFFERS: usize = 3;
+/// Most spare buffers kept between flushes, per flush thread (each up to 5 MB). One: a
+/// larger pool saved little CPU and cost resident memory (README, Performance).
+pub const SPARE_BUFFERS: usize = 1;
 
 /// Returns the JSON buffers of sent batches to `spare` for the next flush.
 pub fn recycle(batches: Vec<Batch>, spare: &mut Vec<Vec<u8>>) {

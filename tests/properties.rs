@@ -16,9 +16,7 @@ use fluent_bit_datadog::map::{
 use fluent_bit_datadog::options::Config;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------------------------
@@ -368,56 +366,9 @@ fn config() -> BoxedStrategy<Config> {
 // ---------------------------------------------------------------------------------------------
 // checking the output
 
-/// Accepts any JSON value and fails on an object with a repeated key, at any depth.
-struct NoDup;
-
-impl<'de> Deserialize<'de> for NoDup {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NoDup, D::Error> {
-        d.deserialize_any(NoDupVisitor)
-    }
-}
-
-struct NoDupVisitor;
-
-impl<'de> Visitor<'de> for NoDupVisitor {
-    type Value = NoDup;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<NoDup, E> {
-        Ok(NoDup)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<NoDup, E> {
-        Ok(NoDup)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<NoDup, E> {
-        Ok(NoDup)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<NoDup, E> {
-        Ok(NoDup)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<NoDup, E> {
-        Ok(NoDup)
-    }
-    fn visit_unit<E>(self) -> Result<NoDup, E> {
-        Ok(NoDup)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoDup, A::Error> {
-        while seq.next_element::<NoDup>()?.is_some() {}
-        Ok(NoDup)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoDup, A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(k) = map.next_key::<String>()? {
-            if !seen.insert(k.clone()) {
-                return Err(de::Error::custom(format!("duplicate key {k:?}")));
-            }
-            map.next_value::<NoDup>()?;
-        }
-        Ok(NoDup)
-    }
-}
+#[path = "common/no_dup.rs"]
+mod no_dup;
+use no_dup::NoDup;
 
 fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(3000)]).into_owned()

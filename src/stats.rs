@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters of one plugin instance.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Log records decoded from chunks (group markers excluded).
+    /// Log records decoded from chunks (group markers excluded; a retried chunk counts again).
     pub records_in: AtomicU64,
     /// Objects the intake accepted.
     pub objects_sent: AtomicU64,

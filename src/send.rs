@@ -111,6 +111,11 @@ impl Client {
             .max_idle_connections_per_host(cfg.max_concurrency.max(4) * 2)
             .max_idle_age(Duration::from_secs(50))
             .max_redirects(0)
+            // Each pooled connection may keep an input and an output buffer (128 KiB each by
+            // default); the intake answers with a few bytes and bodies stream through, so
+            // 16 KiB each is plenty.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
             .user_agent(format!("fluent-bit-datadog/{VERSION}"))
             .proxy(proxy)
             .tls_config(tls)

@@ -138,10 +138,15 @@ impl Instance {
                 "flushes run on Fluent Bit's engine thread, so each request blocks every input and output; set `Workers 1` (or more) on this [OUTPUT]",
             );
         }
-        if self.closed.load(Ordering::Acquire) {
-            return FLB_RETRY;
+        {
+            // Counted under the same lock `shutdown` waits on, so a flush is either seen by
+            // shutdown or refused, never run behind its back.
+            let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Ordering::Acquire) {
+                return FLB_RETRY;
+            }
+            *n += 1;
         }
-        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let code = std::thread::scope(|s| {
             let spawned = std::thread::Builder::new()
                 .name("dd-flush".into())

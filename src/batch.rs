@@ -155,12 +155,13 @@ pub fn build(
 ) -> (Vec<Batch>, BuildStats) {
     let mut stats = BuildStats::default();
     let mut batcher = Batcher::with_spare(std::mem::take(spare));
-    for item in decode::chunk(chunk) {
+    let mut items = decode::chunk(chunk);
+    while let Some(item) = items.next_with_entries(scratch.entries()) {
         match item {
             Item::Record(rec) => {
                 stats.records += 1;
                 let out = batcher.begin();
-                match mapper.write(&rec, tag, scratch, out) {
+                match mapper.write_decoded(&rec, tag, scratch, out) {
                     Mapped::Written { truncated } => {
                         stats.truncated += truncated as u64;
                         batcher.commit();

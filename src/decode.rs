@@ -306,7 +306,13 @@ enum Parsed<'a> {
 }
 
 /// Parses one record at the reader's position; on success the reader is past it.
-fn parse_record<'a>(r: &mut Reader<'a>) -> Result<Parsed<'a>, &'static str> {
+///
+/// With `entries`, the body's pairs are listed there as the body is read (ranges relative to
+/// the body), so the mapper need not read the body a second time to find them.
+fn parse_record<'a>(
+    r: &mut Reader<'a>,
+    entries: Option<&mut Vec<Entry>>,
+) -> Result<Parsed<'a>, &'static str> {
     match r.read() {
         Ok(Value::Array(2)) => {}
         Ok(Value::Array(_)) => return Err("record is not a 2-element array"),
@@ -362,7 +368,20 @@ fn parse_record<'a>(r: &mut Reader<'a>) -> Result<Parsed<'a>, &'static str> {
         }
         _ => return Err("timestamp is not an EventTime, integer or float"),
     };
-    let body = r.raw_value().map_err(|_| "bad msgpack in body")?;
+    let body = match entries {
+        Some(list) => {
+            let start = r.position();
+            let body = &r.buf[start..];
+            let mut br = Reader::new(body);
+            if !matches!(br.clone().read(), Ok(Value::Map(_))) {
+                return Err("body is not a map");
+            }
+            entries_of(&mut br, list).map_err(|_| "bad msgpack in body")?;
+            r.pos += br.position();
+            &body[..br.position()]
+        }
+        None => r.raw_value().map_err(|_| "bad msgpack in body")?,
+    };
     if !body
         .first()
         .is_some_and(|b| matches!(b, 0x80..=0x8f | 0xde | 0xdf))
@@ -401,12 +420,24 @@ impl<'a> Iterator for Chunk<'a> {
     type Item = Item<'a>;
 
     fn next(&mut self) -> Option<Item<'a>> {
+        self.advance(None)
+    }
+}
+
+impl<'a> Chunk<'a> {
+    /// Like [`Iterator::next`], and for a record also lists its body's pairs into `entries`
+    /// (as [`map_entries`] would), reading the body only once.
+    pub fn next_with_entries(&mut self, entries: &mut Vec<Entry>) -> Option<Item<'a>> {
+        self.advance(Some(entries))
+    }
+
+    fn advance(&mut self, entries: Option<&mut Vec<Entry>>) -> Option<Item<'a>> {
         if self.pos >= self.buf.len() {
             return None;
         }
         let start = self.pos;
         let mut r = Reader::new(&self.buf[start..]);
-        match parse_record(&mut r) {
+        match parse_record(&mut r, entries) {
             Ok(parsed) => {
                 self.pos = start + r.position();
                 Some(match parsed {
@@ -419,7 +450,7 @@ impl<'a> Iterator for Chunk<'a> {
                 let mut next = start + 1;
                 while next < self.buf.len() {
                     if plausible_start(&self.buf[next..])
-                        && parse_record(&mut Reader::new(&self.buf[next..])).is_ok()
+                        && parse_record(&mut Reader::new(&self.buf[next..]), None).is_ok()
                     {
                         break;
                     }
@@ -477,8 +508,13 @@ pub struct Entry {
 /// Ranges rather than slices keep `out` free of lifetimes, so one buffer serves every record.
 /// A value that is not a map yields no pairs.
 pub fn map_entries(map: &[u8], out: &mut Vec<Entry>) -> Result<(), Error> {
+    entries_of(&mut Reader::new(map), out)
+}
+
+/// Reads one map from `r` (positioned at its header, at offset 0 of its buffer), listing
+/// its pairs into `out`; a value that is not a map yields no pairs.
+fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
     out.clear();
-    let mut r = Reader::new(map);
     let n = match r.read()? {
         Value::Map(n) => n,
         _ => return Ok(()),
@@ -488,7 +524,7 @@ pub fn map_entries(map: &[u8], out: &mut Vec<Entry>) -> Result<(), Error> {
         let mut probe = r.clone();
         let name = match probe.read()? {
             Value::Str(b) | Value::Bin(b) => {
-                r = probe;
+                *r = probe;
                 let start = r.position() - b.len();
                 Some((start, r.position()))
             }
@@ -627,6 +663,30 @@ mod tests {
         data.extend_from_slice(&body);
         let c = count(&data);
         assert_eq!(c.records, 1);
+    }
+
+    #[test]
+    fn entries_listed_while_decoding_match_map_entries() {
+        for name in [
+            "fb-1.9.10-forward.msgpack",
+            "fb-4.2.8-forward-1.msgpack",
+            "fb-4.2.8-otlp-groups.msgpack",
+        ] {
+            let data = fixture(name);
+            let plain: Vec<Item> = chunk(&data).collect();
+            let mut items = chunk(&data);
+            let (mut listed, mut again) = (Vec::new(), Vec::new());
+            let mut n = 0;
+            while let Some(item) = items.next_with_entries(&mut listed) {
+                assert_eq!(item, plain[n], "{name} item {n}");
+                if let Item::Record(r) = item {
+                    map_entries(r.body, &mut again).unwrap();
+                    assert_eq!(listed, again, "{name} record {n}");
+                }
+                n += 1;
+            }
+            assert_eq!(n, plain.len());
+        }
     }
 
     #[test]

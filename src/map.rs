@@ -80,6 +80,14 @@ pub struct Scratch {
     tags_ready: bool,
 }
 
+impl Scratch {
+    /// The buffer the decoder lists a record's body pairs into, for
+    /// [`Mapper::write_decoded`].
+    pub fn entries(&mut self) -> &mut Vec<Entry> {
+        &mut self.entries
+    }
+}
+
 /// The mapping settings of one instance, with the static parts pre-serialized.
 #[derive(Debug, Clone)]
 pub struct Mapper {
@@ -134,11 +142,24 @@ impl Mapper {
 
     /// Appends the Datadog object for `rec` (tagged `tag` by Fluent Bit) to `out`.
     pub fn write(&self, rec: &Record, tag: &str, s: &mut Scratch, out: &mut Vec<u8>) -> Mapped {
-        let start = out.len();
-        let body = rec.body;
-        if decode::map_entries(body, &mut s.entries).is_err() {
+        if decode::map_entries(rec.body, &mut s.entries).is_err() {
             // The decoder has already checked the body; keep going with what was listed.
         }
+        self.write_decoded(rec, tag, s, out)
+    }
+
+    /// Like [`Mapper::write`] for a record whose body pairs the decoder has already listed
+    /// into [`Scratch::entries`] (see `decode::Chunk::next_with_entries`), so the body is not
+    /// read once more to find them.
+    pub fn write_decoded(
+        &self,
+        rec: &Record,
+        tag: &str,
+        s: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Mapped {
+        let start = out.len();
+        let body = rec.body;
         s.skip.clear();
         s.skip.resize(s.entries.len(), false);
         s.keys.clear();

@@ -1,6 +1,6 @@
 //! One test per rule of the mapping (see the module documentation of `map`).
 //!
-//! Records are built with a tiny msgpack writer ([`M`]) because bin, ext and non-string keys
+//! Records are built with a tiny msgpack writer ([`M`](msgpack::Mp)) because bin, ext and non-string keys
 //! cannot be expressed through serde. Every object a test produces goes through
 //! [`parse_checked`], which rejects invalid JSON and duplicate keys at any depth (a plain
 //! `serde_json::Value` would silently keep the last duplicate).
@@ -13,22 +13,9 @@ use std::collections::HashMap;
 // ---------------------------------------------------------------------------------------------
 // msgpack builder
 
-/// A msgpack value, written with `rmp::encode` so every type and key kind can be expressed.
-#[derive(Clone, Debug)]
-enum M {
-    Nil,
-    Bool(bool),
-    U(u64),
-    I(i64),
-    F32(f32),
-    F64(f64),
-    /// A msgpack str; the bytes need not be UTF-8.
-    Str(Vec<u8>),
-    Bin(Vec<u8>),
-    Arr(Vec<M>),
-    Map(Vec<(M, M)>),
-    Ext(i8, Vec<u8>),
-}
+#[path = "../../tests/common/msgpack.rs"]
+mod msgpack;
+use msgpack::{Mp as M, enc_into, event_time};
 
 fn s(t: &str) -> M {
     M::Str(t.as_bytes().to_vec())
@@ -37,50 +24,6 @@ fn s(t: &str) -> M {
 /// A map with string keys, in the given order (duplicates allowed).
 fn obj(pairs: &[(&str, M)]) -> M {
     M::Map(pairs.iter().map(|(k, v)| (s(k), v.clone())).collect())
-}
-
-fn event_time(secs: u32, nanos: u32) -> M {
-    let mut d = secs.to_be_bytes().to_vec();
-    d.extend_from_slice(&nanos.to_be_bytes());
-    M::Ext(0, d)
-}
-
-fn enc_into(m: &M, out: &mut Vec<u8>) {
-    use rmp::encode::*;
-    match m {
-        M::Nil => write_nil(out).unwrap(),
-        M::Bool(b) => write_bool(out, *b).unwrap(),
-        M::U(n) => {
-            write_uint(out, *n).unwrap();
-        }
-        M::I(n) => {
-            write_sint(out, *n).unwrap();
-        }
-        M::F32(f) => write_f32(out, *f).unwrap(),
-        M::F64(f) => write_f64(out, *f).unwrap(),
-        M::Str(b) => {
-            write_str_len(out, b.len() as u32).unwrap();
-            out.extend_from_slice(b);
-        }
-        M::Bin(b) => write_bin(out, b).unwrap(),
-        M::Arr(items) => {
-            write_array_len(out, items.len() as u32).unwrap();
-            for i in items {
-                enc_into(i, out);
-            }
-        }
-        M::Map(pairs) => {
-            write_map_len(out, pairs.len() as u32).unwrap();
-            for (k, v) in pairs {
-                enc_into(k, out);
-                enc_into(v, out);
-            }
-        }
-        M::Ext(t, d) => {
-            write_ext_meta(out, d.len() as u32, *t).unwrap();
-            out.extend_from_slice(d);
-        }
-    }
 }
 
 fn enc(m: &M) -> Vec<u8> {
@@ -193,7 +136,7 @@ fn record_service_wins_over_option() {
         &obj(&[
             ("service", s("api")),
             ("ddsource", s("mine")),
-            ("hostname", M::U(7)),
+            ("hostname", M::UInt(7)),
             ("log", s("x")),
         ]),
     );
@@ -246,10 +189,10 @@ fn plugin_attributes_never_duplicate_each_other() {
 
 #[test]
 fn log_becomes_message() {
-    let o = map_plain(&obj(&[("log", s("hello")), ("other", M::U(1))]));
+    let o = map_plain(&obj(&[("log", s("hello")), ("other", M::UInt(1))]));
     assert_eq!(o, json!({"message": "hello", "other": 1}));
     // A non-string message value keeps its type.
-    let o = map_plain(&obj(&[("log", obj(&[("a", M::U(1))]))]));
+    let o = map_plain(&obj(&[("log", obj(&[("a", M::UInt(1))]))]));
     assert_eq!(o, json!({"message": {"a": 1}}));
     // dd_message_key picks another attribute; `log` is then an ordinary one.
     let c = cfg(&[("dd_message_key", "msg"), ("json_date_key", "off")]);
@@ -264,7 +207,7 @@ fn log_becomes_message() {
 fn message_key_not_renamed_when_record_has_message() {
     let o = map_plain(&obj(&[("log", s("other")), ("message", s("real"))]));
     assert_eq!(o, json!({"message": "real", "log": "other"}));
-    let o = map_plain(&obj(&[("message", M::U(5)), ("log", s("other"))]));
+    let o = map_plain(&obj(&[("message", M::UInt(5)), ("log", s("other"))]));
     assert_eq!(o, json!({"message": 5, "log": "other"}));
 }
 
@@ -309,7 +252,7 @@ fn ddtags_merge_record_ecs_static_without_duplicates() {
     );
     assert_eq!(tags(&o), ["container_id:abc", "env:prod", "team:a"]);
     // A ddtags value that is no tag list stays an ordinary attribute when nothing is merged.
-    let o = map_plain(&obj(&[("ddtags", M::U(5))]));
+    let o = map_plain(&obj(&[("ddtags", M::UInt(5))]));
     assert_eq!(o, json!({"ddtags": 5}));
     // Static tags alone.
     let c = cfg(&[("dd_tags", "env:prod"), ("json_date_key", "off")]);
@@ -395,7 +338,7 @@ fn ecs_remap_follows_fluent_bit_4_1() {
         &c,
         &obj(&[
             ("ecs_cluster", s("")),
-            ("container_name", M::U(5)),
+            ("container_name", M::UInt(5)),
             ("container_id", M::Nil),
             ("ecs_task_arn", M::Arr(vec![s("task/x")])),
         ]),
@@ -485,7 +428,7 @@ fn record_timestamp_wins() {
     let o = map_with(&cfg(&[]), &obj(&[("timestamp", s("custom"))]));
     assert_eq!(o, json!({"timestamp": "custom"}));
     let c = cfg(&[("json_date_key", "ts")]);
-    let o = map_with(&c, &obj(&[("ts", M::U(1)), ("timestamp", M::U(2))]));
+    let o = map_with(&c, &obj(&[("ts", M::UInt(1)), ("timestamp", M::UInt(2))]));
     assert_eq!(o, json!({"ts": 1, "timestamp": 2}));
 }
 
@@ -499,7 +442,7 @@ fn otlp_severity_trace_span() {
     let meta = obj(&[(
         "otlp",
         obj(&[
-            ("severity_number", M::U(17)),
+            ("severity_number", M::UInt(17)),
             ("severity_text", s("ERROR")),
             ("trace_id", M::Bin(trace)),
             ("span_id", M::Bin(span)),
@@ -550,12 +493,12 @@ fn otlp_severity_trace_span() {
         obj(&[
             ("trace_id", M::Bin(vec![0; 16])),
             ("span_id", M::Bin(vec![1; 5])),
-            ("severity_text", M::U(3)),
+            ("severity_text", M::UInt(3)),
         ]),
     )]);
     assert_eq!(map_meta(&c, T0, &meta, &obj(&[])), json!({}));
     assert_eq!(
-        map_meta(&c, T0, &obj(&[("other", M::U(1))]), &obj(&[])),
+        map_meta(&c, T0, &obj(&[("other", M::UInt(1))]), &obj(&[])),
         json!({})
     );
 }
@@ -592,19 +535,19 @@ fn otlp_fixture_record() {
 
 #[test]
 fn duplicate_keys_first_wins_at_every_depth() {
-    let inner = obj(&[("d", M::U(1)), ("d", M::U(2))]);
+    let inner = obj(&[("d", M::UInt(1)), ("d", M::UInt(2))]);
     let body = obj(&[
-        ("a", M::U(1)),
-        ("a", M::U(2)),
+        ("a", M::UInt(1)),
+        ("a", M::UInt(2)),
         (
             "n",
             obj(&[
-                ("b", M::U(1)),
-                ("b", M::U(2)),
+                ("b", M::UInt(1)),
+                ("b", M::UInt(2)),
                 ("c", M::Arr(vec![inner.clone(), inner])),
             ]),
         ),
-        ("a", M::U(3)),
+        ("a", M::UInt(3)),
     ]);
     assert_eq!(
         map_plain(&body),
@@ -626,8 +569,8 @@ fn duplicate_keys_first_wins_at_every_depth() {
     let o = map_plain(&obj(&[("log", s("first")), ("log", s("second"))]));
     assert_eq!(o, json!({"message": "first"}));
     let o = map_plain(&obj(&[
-        ("log", M::U(1)),
-        ("x", M::U(0)),
+        ("log", M::UInt(1)),
+        ("x", M::UInt(0)),
         ("log", s("second")),
     ]));
     assert_eq!(o, json!({"message": 1, "x": 0}));
@@ -645,19 +588,21 @@ fn duplicate_keys_first_wins_at_every_depth() {
     assert_eq!(o, json!({"ddtags": "container_id:a"}));
     let o = map_with(
         &c,
-        &obj(&[("container_id", M::U(1)), ("container_id", s("b"))]),
+        &obj(&[("container_id", M::UInt(1)), ("container_id", s("b"))]),
     );
     assert_eq!(o, json!({"container_id": 1}));
     // Keys that only become equal once written as JSON text: the first still wins.
     let body = M::Map(vec![
         (s("5"), s("str")),
-        (M::U(5), s("uint")),
+        (M::UInt(5), s("uint")),
         (M::Bin(b"5".to_vec()), s("bin")),
     ]);
     assert_eq!(map_plain(&body), json!({"5": "str"}));
     // More keys than the linear duplicate search handles.
-    let mut pairs: Vec<(M, M)> = (0..100).map(|i| (s(&format!("k{i}")), M::U(i))).collect();
-    pairs.extend((0..100).map(|i| (s(&format!("k{i}")), M::U(1000 + i))));
+    let mut pairs: Vec<(M, M)> = (0..100)
+        .map(|i| (s(&format!("k{i}")), M::UInt(i)))
+        .collect();
+    pairs.extend((0..100).map(|i| (s(&format!("k{i}")), M::UInt(1000 + i))));
     let o = map_plain(&obj(&[("nested", M::Map(pairs.clone()))]));
     assert_eq!(o["nested"].as_object().unwrap().len(), 100);
     assert_eq!(o["nested"]["k99"], 99);
@@ -669,13 +614,13 @@ fn duplicate_keys_first_wins_at_every_depth() {
 #[test]
 fn non_string_keys_become_strings() {
     let body = M::Map(vec![
-        (M::U(1), s("uint")),
-        (M::I(-2), s("int")),
+        (M::UInt(1), s("uint")),
+        (M::Int(-2), s("int")),
         (M::Bool(true), s("bool")),
         (M::Nil, s("nil")),
         (M::F64(1.5), s("float")),
-        (M::Arr(vec![M::U(1), s("a")]), s("array")),
-        (obj(&[("x", M::U(1))]), s("map")),
+        (M::Arr(vec![M::UInt(1), s("a")]), s("array")),
+        (obj(&[("x", M::UInt(1))]), s("map")),
         (M::Bin(b"k".to_vec()), s("bin")),
         (M::Ext(5, vec![0xab]), s("ext")),
     ]);
@@ -690,19 +635,22 @@ fn non_string_keys_become_strings() {
     let body = obj(&[(
         "n",
         M::Map(vec![
-            (M::Arr(vec![M::U(1)]), M::U(1)),
-            (M::Arr(vec![M::U(2)]), M::U(2)),
+            (M::Arr(vec![M::UInt(1)]), M::UInt(1)),
+            (M::Arr(vec![M::UInt(2)]), M::UInt(2)),
         ]),
     )]);
     assert_eq!(map_plain(&body), json!({"n": {"[1]": 1, "[2]": 2}}));
     // A key's own nesting counts from where the key is.
-    let body = obj(&[("k", M::Map(vec![(M::Arr(vec![M::Arr(vec![])]), M::U(1))]))]);
+    let body = obj(&[(
+        "k",
+        M::Map(vec![(M::Arr(vec![M::Arr(vec![])]), M::UInt(1))]),
+    )]);
     assert_eq!(map_plain(&body), json!({"k": {"[[]]": 1}}));
     let mut deep = M::Arr(vec![]);
     for _ in 0..MAX_DEPTH {
         deep = M::Arr(vec![deep]);
     }
-    let o = map_plain(&M::Map(vec![(deep, M::U(1))]));
+    let o = map_plain(&M::Map(vec![(deep, M::UInt(1))]));
     let key = o.as_object().unwrap().keys().next().unwrap().clone();
     assert!(key.contains(NESTING_MARKER), "{key}");
     assert_eq!(key.matches('[').count(), MAX_DEPTH - 1 + 1, "{key}");
@@ -804,7 +752,7 @@ fn nesting_deeper_than_limit_is_cut() {
     };
     for maps in [false, true] {
         // The object itself is level 1: 31 more levels are kept whole.
-        let o = map_plain(&obj(&[("k", nest(MAX_DEPTH - 1, M::U(7), maps))]));
+        let o = map_plain(&obj(&[("k", nest(MAX_DEPTH - 1, M::UInt(7), maps))]));
         assert_eq!(depth(&o), MAX_DEPTH);
         let mut v = &o["k"];
         for _ in 0..MAX_DEPTH - 1 {
@@ -812,8 +760,8 @@ fn nesting_deeper_than_limit_is_cut() {
         }
         assert_eq!(*v, 7);
         // One more and the innermost container becomes the marker; what follows it is kept.
-        let deep = nest(MAX_DEPTH, M::U(7), maps);
-        let o = map_plain(&obj(&[("k", deep), ("after", M::U(1))]));
+        let deep = nest(MAX_DEPTH, M::UInt(7), maps);
+        let o = map_plain(&obj(&[("k", deep), ("after", M::UInt(1))]));
         assert_eq!(depth(&o), MAX_DEPTH);
         assert_eq!(o["after"], 1);
         let mut v = &o["k"];
@@ -890,7 +838,7 @@ fn message_over_1mb_truncated_with_marker() {
     // Escapes: `"` and `\n` are two bytes of JSON, control characters six.
     for shift in 0..6 {
         let text = format!("{}{}", "a".repeat(shift), "\"\n\u{1}\\é".repeat(120_000));
-        check_truncated(&text, &[("other", M::U(1))]);
+        check_truncated(&text, &[("other", M::UInt(1))]);
     }
     // The message written under its own name (not renamed) is cut the same way.
     let (r, out) = map_raw(
@@ -925,9 +873,9 @@ fn object_too_large_without_message_is_reported() {
         // A message that is not a string cannot be cut.
         obj(&[("log", M::Arr(vec![s(&big)]))]),
         // Nor can a key.
-        M::Map(vec![(s(&big), M::U(1))]),
+        M::Map(vec![(s(&big), M::UInt(1))]),
         // Many small values.
-        obj(&[("n", M::Arr(vec![M::U(1_000_000); 200_000]))]),
+        obj(&[("n", M::Arr(vec![M::UInt(1_000_000); 200_000]))]),
     ] {
         let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
         match r {
@@ -989,10 +937,10 @@ fn largest_other_strings_cut_after_the_message() {
 #[test]
 fn types_and_nesting_kept() {
     let body = obj(&[
-        ("neg", M::I(-5)),
-        ("umax", M::U(u64::MAX)),
-        ("imax", M::U(i64::MAX as u64)),
-        ("imin", M::I(i64::MIN)),
+        ("neg", M::Int(-5)),
+        ("umax", M::UInt(u64::MAX)),
+        ("imax", M::UInt(i64::MAX as u64)),
+        ("imin", M::Int(i64::MIN)),
         ("big", M::F64(1.5e300)),
         ("t", M::Bool(true)),
         ("f", M::Bool(false)),
@@ -1002,7 +950,12 @@ fn types_and_nesting_kept() {
         ("emoji", s("日本語 😀")),
         (
             "arr",
-            M::Arr(vec![M::U(1), s("a"), M::Arr(vec![]), obj(&[("k", M::Nil)])]),
+            M::Arr(vec![
+                M::UInt(1),
+                s("a"),
+                M::Arr(vec![]),
+                obj(&[("k", M::Nil)]),
+            ]),
         ),
         (
             "m",
@@ -1024,7 +977,7 @@ fn types_and_nesting_kept() {
         &cfg(&[("json_date_key", "off")]),
         T0,
         &[],
-        &obj(&[("z", M::U(1)), ("a", M::U(2)), ("m", M::U(3))]),
+        &obj(&[("z", M::UInt(1)), ("a", M::UInt(2)), ("m", M::UInt(3))]),
     );
     assert_eq!(out, br#"{"z":1,"a":2,"m":3}"#);
 }
@@ -1059,7 +1012,7 @@ fn nested_eventtime_becomes_ms() {
 fn large_maps_dedup_in_linear_time() {
     // 60,000 distinct keys then each again: with a set rebuilt per key this took minutes.
     let n = 60_000u64;
-    let pairs: Vec<(M, M)> = (0..2 * n).map(|i| (M::U(i % n), M::U(i))).collect();
+    let pairs: Vec<(M, M)> = (0..2 * n).map(|i| (M::UInt(i % n), M::UInt(i))).collect();
     let t = std::time::Instant::now();
     let o = map_plain(&M::Map(pairs.clone()));
     assert_eq!(o.as_object().unwrap().len(), n as usize);

@@ -3,7 +3,7 @@
 //! [`build`] runs a chunk through the decoder and the mapper, writing each object straight into
 //! the JSON array of the current [`Batch`] and starting a new one when the next object would
 //! break a limit. Each batch keeps the byte range of every object, so a request that Datadog
-//! refuses (400, 413) can be split and resent ([`Batch::subset`]).
+//! refuses (400, 413) can be split and resent ([`Batch::subset_json`]).
 
 use crate::decode::{self, Item};
 use crate::map::{Mapped, Mapper, Scratch};
@@ -39,20 +39,20 @@ impl Batch {
         &self.json[a..b]
     }
 
-    /// A new batch holding objects `range` of this one.
-    pub fn subset(&self, range: std::ops::Range<usize>) -> Batch {
-        let mut out = Batch::default();
-        out.json.push(b'[');
-        for i in range {
-            if !out.objects.is_empty() {
-                out.json.push(b',');
+    /// The JSON array of objects `idx` of this batch (in that order), for resending part of
+    /// a request that the intake refused (400, 413).
+    pub fn subset_json(&self, idx: &[usize]) -> Vec<u8> {
+        let size: usize = idx.iter().map(|&i| self.object(i).len() + 1).sum();
+        let mut json = Vec::with_capacity(size + 2);
+        json.push(b'[');
+        for (n, &i) in idx.iter().enumerate() {
+            if n > 0 {
+                json.push(b',');
             }
-            let a = out.json.len();
-            out.json.extend_from_slice(self.object(i));
-            out.objects.push((a, out.json.len()));
+            json.extend_from_slice(self.object(i));
         }
-        out.json.push(b']');
-        out
+        json.push(b']');
+        json
     }
 }
 
@@ -261,8 +261,8 @@ mod tests {
             push(&mut b, format!("{{\"i\":{i}}}").as_bytes());
         }
         let batch = b.finish().remove(0);
-        let s = batch.subset(1..3);
-        assert_eq!(s.json, b"[{\"i\":1},{\"i\":2}]");
-        assert_eq!(s.object(1), b"{\"i\":2}");
+        assert_eq!(batch.subset_json(&[1, 2]), b"[{\"i\":1},{\"i\":2}]");
+        assert_eq!(batch.subset_json(&[4, 0]), b"[{\"i\":4},{\"i\":0}]");
+        assert_eq!(batch.subset_json(&[3]), b"[{\"i\":3}]");
     }
 }

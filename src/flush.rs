@@ -182,7 +182,7 @@ fn send_set(
     let json: &[u8] = if whole {
         &batch.json
     } else {
-        sub = subset(batch, idx);
+        sub = batch.subset_json(idx);
         &sub
     };
     let (outcome, wire) = client.post_logs(url, json);
@@ -213,24 +213,6 @@ fn send_set(
         }
         Outcome::Rejected { status, body } => report.rejected = Some((status, body)),
     }
-}
-
-fn subset(batch: &Batch, idx: &[usize]) -> Vec<u8> {
-    let mut json = Vec::with_capacity(
-        idx.iter()
-            .map(|&i| batch.object(i).len() + 1)
-            .sum::<usize>()
-            + 2,
-    );
-    json.push(b'[');
-    for (n, &i) in idx.iter().enumerate() {
-        if n > 0 {
-            json.push(b',');
-        }
-        json.extend_from_slice(batch.object(i));
-    }
-    json.push(b']');
-    json
 }
 
 /// Adds a flush's report to the instance counters.

@@ -501,6 +501,20 @@ pub struct Entry {
     /// Start and end of the key's text when the key is a str or bin (most are), so callers
     /// can compare names without decoding the key again.
     pub name: Option<(usize, usize)>,
+    /// Start and end of the value's text when the value is a str or bin.
+    pub text: Option<(usize, usize)>,
+}
+
+impl Entry {
+    /// The key's text (see [`Entry::name`]) in `map`, the bytes the entry was listed from.
+    pub fn name_in<'a>(&self, map: &'a [u8]) -> Option<&'a [u8]> {
+        self.name.map(|(a, b)| &map[a..b])
+    }
+
+    /// The value's text (see [`Entry::text`]) in `map`, the bytes the entry was listed from.
+    pub fn text_in<'a>(&self, map: &'a [u8]) -> Option<&'a [u8]> {
+        self.text.map(|(a, b)| &map[a..b])
+    }
 }
 
 /// Lists a map's pairs into `out` (cleared first, so the caller can reuse it).
@@ -521,27 +535,37 @@ fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
     };
     for _ in 0..n {
         let k = r.position();
-        let mut probe = r.clone();
-        let name = match probe.read()? {
-            Value::Str(b) | Value::Bin(b) => {
-                *r = probe;
-                let start = r.position() - b.len();
-                Some((start, r.position()))
-            }
-            _ => {
-                r.skip()?;
-                None
-            }
-        };
+        let name = read_text(r)?;
         let v = r.position();
-        r.skip()?;
+        let text = read_text(r)?;
         out.push(Entry {
             key: (k, v),
             value: (v, r.position()),
             name,
+            text,
         });
     }
     Ok(())
+}
+
+/// Reads one whole value; returns the range of its bytes when it is a str or bin.
+fn read_text(r: &mut Reader<'_>) -> Result<Option<(usize, usize)>, Error> {
+    let mut probe = r.clone();
+    match probe.read()? {
+        Value::Str(b) | Value::Bin(b) => {
+            *r = probe;
+            Ok(Some((r.position() - b.len(), r.position())))
+        }
+        Value::Array(_) | Value::Map(_) => {
+            r.skip()?;
+            Ok(None)
+        }
+        _ => {
+            // A scalar: read whole already.
+            *r = probe;
+            Ok(None)
+        }
+    }
 }
 
 /// The bytes of a str or bin value, or `None` for any other value.
@@ -707,6 +731,18 @@ mod tests {
                 (&[0x91, 0x01][..], &[0xc0][..]),
             ]
         );
+        let names: Vec<Option<&[u8]>> = out.iter().map(|e| e.name_in(&map)).collect();
+        assert_eq!(names, [Some(&b"a"[..]), None, None]);
+        let texts: Vec<Option<&[u8]>> = out.iter().map(|e| e.text_in(&map)).collect();
+        assert_eq!(texts, [None, Some(&b"b"[..]), None]);
+        // A bin value and an ext value (read whole, no text).
+        let map = [
+            0x82, 0xa1, b'x', 0xc4, 0x01, 0xff, 0xa1, b'y', 0xd4, 0x01, 0x02,
+        ];
+        map_entries(&map, &mut out).unwrap();
+        assert_eq!(out[0].text_in(&map), Some(&[0xff][..]));
+        assert_eq!(out[1].text_in(&map), None);
+        assert_eq!(out[1].value, (8, 11));
         assert_eq!(as_bytes(&[0xa1, b'a']), Some(&b"a"[..]));
         assert_eq!(as_bytes(&[0xc4, 0x01, 0xff]), Some(&[0xff][..]));
         assert_eq!(as_bytes(&[0x01]), None);

@@ -66,16 +66,18 @@ pub struct Scratch {
     skip: Vec<bool>,
     keys: Vec<(usize, usize)>,
     tags: Vec<u8>,
+    /// `tags` as a JSON string, written once for all the records that share them.
+    tags_json: Vec<u8>,
     tag_ranges: Vec<(usize, usize)>,
     text: Vec<u8>,
     strings: Vec<(usize, usize)>,
     /// The top-level keys once there are more than [`LINEAR_DEDUP_MAX`].
     seen: HashSet<Box<[u8]>>,
-    /// Inputs of the current `tags` (static tags, ECS values, the record's own ddtags).
+    /// Inputs of the current `tags` (static tags, ECS values, the record's own ddtags), as
+    /// length-prefixed pieces.
     sig: Vec<u8>,
-    sig_next: Vec<u8>,
-    /// Entries whose values become ECS tags.
-    ecs_entries: Vec<usize>,
+    /// Entries whose values become ECS tags, with their index in [`ECS_KEYS`].
+    ecs_entries: Vec<(usize, u8)>,
     /// `tags` holds the tags made from `sig`.
     tags_ready: bool,
 }
@@ -217,7 +219,7 @@ impl Mapper {
 
         self.collect_tags(body, s);
         if !s.tags.is_empty() && write_key(out, &mut s.keys, 0, b"ddtags") {
-            write_str(out, &s.tags);
+            out.extend_from_slice(&s.tags_json);
         }
 
         let mut message = None;
@@ -237,26 +239,28 @@ impl Mapper {
             }
             let e = s.entries[i];
             let mark = out.len();
-            let key = &body[e.key.0..e.key.1];
-            let name = e.name.map(|(a, b)| &body[a..b]);
+            let name = e.name_in(body);
             if renamed && name == Some(self.message_key.as_slice()) {
                 // A later duplicate of the message key: the first one became `message`.
                 continue;
             }
+            let key = match name {
+                Some(text) => Key::Text(text),
+                None => Key::Raw(&body[e.key.0..e.key.1]),
+            };
             if !write_any_key(out, &mut s.keys, 0, key, &mut s.text, 1, &mut s.seen) {
                 out.truncate(mark);
                 continue;
             }
-            let is_message = name == Some(b"message");
-            if is_message {
+            if name == Some(b"message") {
                 message = self.write_message(body, e, out, &mut s.keys);
-            } else {
+            } else if let Some(text) = e.text_in(body) {
                 let v0 = out.len();
+                write_str(out, text);
+                s.strings.push((v0, out.len()));
+            } else {
                 let raw = &body[e.value.0..e.value.1];
                 write_value(&mut Reader::new(raw), out, 1, &mut s.keys, false);
-                if decode::as_bytes(raw).is_some() {
-                    s.strings.push((v0, out.len()));
-                }
             }
         }
         out.push(b'}');
@@ -298,7 +302,7 @@ impl Mapper {
     fn scan(&self, body: &[u8], entries: &[Entry]) -> Present {
         let mut p = Present::default();
         for (i, e) in entries.iter().enumerate() {
-            let Some(k) = e.name.map(|(a, b)| &body[a..b]) else {
+            let Some(k) = e.name_in(body) else {
                 continue;
             };
             match k {
@@ -324,42 +328,37 @@ impl Mapper {
         p
     }
 
-    /// Gathers the record's `ddtags`, the ECS tags and `dd_tags` into `s.tags`, marking the
-    /// attributes they came from as consumed.
+    /// Gathers the record's `ddtags`, the ECS tags and `dd_tags` into `s.tags` (and
+    /// `s.tags_json`), marking the attributes they came from as consumed.
     fn collect_tags(&self, body: &[u8], s: &mut Scratch) {
-        // First pass: mark the attributes the tags consume and note the tags' inputs. The
+        // First pass: mark the attributes the tags consume and find the tags' inputs. The
         // records of a chunk usually share them (one task, one container), so when they are
         // the same as the previous record's, the tags made then are reused as they are.
-        s.sig_next.clear();
         s.ecs_entries.clear();
-        for t in &self.static_tags {
-            s.sig_next.extend_from_slice(t.as_bytes());
-            s.sig_next.push(0);
-        }
         let mut seen_ddtags = false;
         let mut own = None;
         for i in 0..s.entries.len() {
             let e = s.entries[i];
-            let Some(k) = e.name.map(|(a, b)| &body[a..b]) else {
+            if e.name_in(body) != Some(b"ddtags") {
                 continue;
-            };
-            if k == b"ddtags" && seen_ddtags {
+            }
+            if seen_ddtags {
                 // A duplicate: the first ddtags wins, whatever became of it.
                 s.skip[i] = true;
-            } else if k == b"ddtags" {
-                seen_ddtags = true;
-                let raw = &body[e.value.0..e.value.1];
-                if is_tag_list(raw) {
-                    s.skip[i] = true;
-                    own = Some(raw);
-                }
+                continue;
+            }
+            seen_ddtags = true;
+            let raw = &body[e.value.0..e.value.1];
+            if is_tag_list(raw) {
+                s.skip[i] = true;
+                own = Some(raw);
             }
         }
         if self.ecs {
             let mut seen = [false; ECS_KEYS.len()];
             for i in 0..s.entries.len() {
                 let e = s.entries[i];
-                let Some(k) = e.name.map(|(a, b)| &body[a..b]) else {
+                let Some(k) = e.name_in(body) else {
                     continue;
                 };
                 let Some(n) = ECS_KEYS.iter().position(|&name| name == k) else {
@@ -370,46 +369,66 @@ impl Mapper {
                     s.skip[i] = true;
                     continue;
                 }
-                let Some(v) = decode::as_bytes(&body[e.value.0..e.value.1]) else {
-                    continue;
-                };
-                if v.is_empty() {
-                    continue;
+                if e.text_in(body).is_some_and(|v| !v.is_empty()) {
+                    s.skip[i] = true;
+                    s.ecs_entries.push((i, n as u8));
                 }
-                s.skip[i] = true;
-                s.ecs_entries.push(i);
-                s.sig_next.extend_from_slice(k);
-                s.sig_next.push(0);
-                s.sig_next.extend_from_slice(v);
-                s.sig_next.push(0);
             }
         }
-        s.sig_next.push(1);
-        if let Some(raw) = own {
-            s.sig_next.extend_from_slice(raw);
-        }
-        if s.tags_ready && s.sig_next == s.sig {
+        let mut check = Signature {
+            prev: &s.sig,
+            pos: 0,
+            same: s.tags_ready,
+        };
+        self.tag_inputs(body, &s.entries, &s.ecs_entries, own, |p| check.compare(p));
+        if check.same && check.pos == s.sig.len() {
             return;
         }
+        s.sig.clear();
+        self.tag_inputs(body, &s.entries, &s.ecs_entries, own, |p| {
+            s.sig.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            s.sig.extend_from_slice(p);
+        });
         s.tags.clear();
         s.tag_ranges.clear();
         if let Some(raw) = own {
             own_tags(raw, &mut s.tags, &mut s.tag_ranges);
         }
-        for &i in &s.ecs_entries {
+        for &(i, _) in &s.ecs_entries {
             let e = s.entries[i];
-            if let (Some(k), Some(v)) = (
-                e.name.map(|(a, b)| &body[a..b]),
-                decode::as_bytes(&body[e.value.0..e.value.1]),
-            ) {
+            if let (Some(k), Some(v)) = (e.name_in(body), e.text_in(body)) {
                 ecs_tags(k, v, &mut s.tags, &mut s.tag_ranges, &mut s.text);
             }
         }
         for t in &self.static_tags {
             push_tag(&mut s.tags, &mut s.tag_ranges, t.as_bytes());
         }
-        std::mem::swap(&mut s.sig, &mut s.sig_next);
+        s.tags_json.clear();
+        write_str(&mut s.tags_json, &s.tags);
         s.tags_ready = true;
+    }
+
+    /// Feeds `f` everything the tags are made from: the static tags, each ECS attribute
+    /// (its index, then its value) and the record's own tag list after a separator.
+    fn tag_inputs(
+        &self,
+        body: &[u8],
+        entries: &[Entry],
+        ecs_entries: &[(usize, u8)],
+        own: Option<&[u8]>,
+        mut f: impl FnMut(&[u8]),
+    ) {
+        for t in &self.static_tags {
+            f(t.as_bytes());
+        }
+        for &(i, n) in ecs_entries {
+            f(&[n]);
+            f(entries[i].text_in(body).unwrap_or_default());
+        }
+        f(b"own");
+        if let Some(raw) = own {
+            f(raw);
+        }
     }
 
     /// Writes the message value; returns the byte range of its JSON string when it is one.
@@ -420,18 +439,39 @@ impl Mapper {
         out: &mut Vec<u8>,
         keys: &mut Vec<(usize, usize)>,
     ) -> Option<(usize, usize)> {
-        let raw = &body[e.value.0..e.value.1];
-        match decode::as_bytes(raw) {
+        match e.text_in(body) {
             Some(text) => {
                 let m0 = out.len();
                 write_str(out, text);
                 Some((m0, out.len()))
             }
             None => {
+                let raw = &body[e.value.0..e.value.1];
                 write_value(&mut Reader::new(raw), out, 1, keys, false);
                 None
             }
         }
+    }
+}
+
+/// Compares the inputs of a record's tags, piece by piece, with the previous record's
+/// (length-prefixed in `prev`) without copying them.
+struct Signature<'a> {
+    prev: &'a [u8],
+    pos: usize,
+    same: bool,
+}
+
+impl Signature<'_> {
+    fn compare(&mut self, piece: &[u8]) {
+        if !self.same {
+            return;
+        }
+        let len = (piece.len() as u32).to_le_bytes();
+        let body = self.pos + 4;
+        self.same = self.prev.get(self.pos..body) == Some(&len[..])
+            && self.prev.get(body..body + piece.len()) == Some(piece);
+        self.pos = body + piece.len();
     }
 }
 
@@ -602,14 +642,14 @@ fn write_key(out: &mut Vec<u8>, keys: &mut Vec<(usize, usize)>, base: usize, key
     true
 }
 
-/// Writes a key given as a raw msgpack value, unless the same key text was already written
+/// Writes a key (its text, or a raw msgpack value), unless the same key text was already written
 /// in this map (entries `keys[base..]`). Returns false for a duplicate; the caller then
 /// truncates what was written and skips the value.
 fn write_any_key(
     out: &mut Vec<u8>,
     keys: &mut Vec<(usize, usize)>,
     base: usize,
-    raw_key: &[u8],
+    key: Key<'_>,
     tmp: &mut Vec<u8>,
     depth: usize,
     seen: &mut HashSet<Box<[u8]>>,
@@ -618,24 +658,9 @@ fn write_any_key(
         out.push(b',');
     }
     let a = out.len();
-    match Reader::new(raw_key).read() {
-        Ok(Value::Str(b) | Value::Bin(b)) => write_str(out, b),
-        Ok(Value::UInt(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
-        Ok(Value::Int(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
-        _ => {
-            // Any other key: its JSON text, as a string (one that is a string already, such
-            // as an ext's, as it is). Within that text an array or map key is cut like a
-            // value too deep: escaping keys within keys would double the size per level.
-            tmp.clear();
-            write_value(&mut Reader::new(raw_key), tmp, depth, &mut Vec::new(), true);
-            let text = std::mem::take(tmp);
-            if text.first() == Some(&b'"') {
-                out.extend_from_slice(&text);
-            } else {
-                write_str(out, &text);
-            }
-            *tmp = text;
-        }
+    match key {
+        Key::Text(text) => write_str(out, text),
+        Key::Raw(raw) => write_key_text(out, raw, tmp, depth),
     }
     let b = out.len();
     let new = &out[a..b];
@@ -655,6 +680,36 @@ fn write_any_key(
     keys.push((a, b));
     out.push(b':');
     true
+}
+
+/// A map key to write: its text, or its raw msgpack value when it is not a str or bin.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Text(&'a [u8]),
+    Raw(&'a [u8]),
+}
+
+/// Writes a map key given as a raw msgpack value as a JSON string.
+fn write_key_text(out: &mut Vec<u8>, raw_key: &[u8], tmp: &mut Vec<u8>, depth: usize) {
+    match Reader::new(raw_key).read() {
+        Ok(Value::Str(b) | Value::Bin(b)) => write_str(out, b),
+        Ok(Value::UInt(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
+        Ok(Value::Int(n)) => write_str(out, itoa::Buffer::new().format(n).as_bytes()),
+        _ => {
+            // Any other key: its JSON text, as a string (one that is a string already, such
+            // as an ext's, as it is). Within that text an array or map key is cut like a
+            // value too deep: escaping keys within keys would double the size per level.
+            tmp.clear();
+            write_value(&mut Reader::new(raw_key), tmp, depth, &mut Vec::new(), true);
+            let text = std::mem::take(tmp);
+            if text.first() == Some(&b'"') {
+                out.extend_from_slice(&text);
+            } else {
+                write_str(out, &text);
+            }
+            *tmp = text;
+        }
+    }
 }
 
 /// Writes one msgpack value as JSON. `depth` counts the containers around it; `in_key` when
@@ -730,7 +785,15 @@ fn write_value(
                 let Ok(raw_key) = r.raw_value() else {
                     break;
                 };
-                if write_any_key(out, keys, base, raw_key, &mut tmp, key_depth, &mut seen) {
+                if write_any_key(
+                    out,
+                    keys,
+                    base,
+                    Key::Raw(raw_key),
+                    &mut tmp,
+                    key_depth,
+                    &mut seen,
+                ) {
                     write_value(r, out, depth + 1, keys, in_key);
                 } else {
                     out.truncate(mark);

@@ -260,6 +260,59 @@ fn ddtags_merge_record_ecs_static_without_duplicates() {
 }
 
 #[test]
+fn tags_follow_each_record_when_the_scratch_is_reused() {
+    // The tags are remade only when their inputs change; a scratch that served earlier
+    // records must give exactly what a fresh one gives.
+    let c = cfg(&[("provider", "ecs"), ("dd_tags", "env:prod")]);
+    let m = Mapper::new(&c);
+    let bodies = [
+        obj(&[
+            ("container_name", s("/a")),
+            ("ecs_cluster", s("c1")),
+            ("log", s("1")),
+        ]),
+        obj(&[
+            ("container_name", s("/a")),
+            ("ecs_cluster", s("c1")),
+            ("log", s("2")),
+        ]),
+        obj(&[("container_name", s("/b")), ("ecs_cluster", s("c1"))]),
+        obj(&[("ecs_cluster", s("c1")), ("container_name", s("/b"))]),
+        obj(&[("container_name", s("/b")), ("ddtags", s("x:1"))]),
+        // The previous record's inputs less its own tags.
+        obj(&[("container_name", s("/b"))]),
+        obj(&[("container_name", s("/b")), ("ddtags", s("x:1"))]),
+        // The same bytes split differently between an ECS value and the record's own tags.
+        obj(&[("container_name", s("/bx")), ("ddtags", s(":1"))]),
+        obj(&[("container_name", s("")), ("log", s("empty"))]),
+        obj(&[("log", s("no ecs"))]),
+        obj(&[("ddtags", M::UInt(3))]),
+        obj(&[
+            ("container_name", s("/a")),
+            ("ecs_cluster", s("c1")),
+            ("log", s("1")),
+        ]),
+    ];
+    let mut shared = Scratch::default();
+    for (n, body) in bodies.iter().enumerate() {
+        let body = enc(body);
+        let rec = Record {
+            time: T0,
+            meta: &[],
+            body: &body,
+        };
+        let (mut reused, mut fresh) = (Vec::new(), Vec::new());
+        m.write(&rec, TAG, &mut shared, &mut reused);
+        m.write(&rec, TAG, &mut Scratch::default(), &mut fresh);
+        assert_eq!(
+            String::from_utf8_lossy(&reused),
+            String::from_utf8_lossy(&fresh),
+            "record {n}"
+        );
+    }
+}
+
+#[test]
 fn ecs_remap_follows_fluent_bit_4_1() {
     let c = cfg(&[("provider", "ecs"), ("json_date_key", "off")]);
     let arn = "arn:aws:ecs:ap-northeast-1:123456789012:task/prod/cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e";

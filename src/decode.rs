@@ -550,6 +550,21 @@ fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
 
 /// Reads one whole value; returns the range of its bytes when it is a str or bin.
 fn read_text(r: &mut Reader<'_>) -> Result<Option<(usize, usize)>, Error> {
+    // Most keys and values of log records are short strings: read those headers directly.
+    let (start, len) = match r.buf.get(r.pos..) {
+        Some(&[m @ 0xa0..=0xbf, ..]) => (r.pos + 1, (m & 0x1f) as usize),
+        Some(&[0xd9, n, ..]) => (r.pos + 2, n as usize),
+        _ => return read_text_slow(r),
+    };
+    if start + len > r.buf.len() {
+        return Err(Error::Truncated);
+    }
+    r.pos = start + len;
+    Ok(Some((start, r.pos)))
+}
+
+/// [`read_text`] for any value.
+fn read_text_slow(r: &mut Reader<'_>) -> Result<Option<(usize, usize)>, Error> {
     let mut probe = r.clone();
     match probe.read()? {
         Value::Str(b) | Value::Bin(b) => {

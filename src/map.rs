@@ -96,11 +96,89 @@ pub struct Mapper {
     message_key: Vec<u8>,
     date_key: Option<String>,
     tag_key: Option<String>,
-    source: Option<String>,
-    service: Option<String>,
-    hostname: Option<String>,
     static_tags: Vec<String>,
     ecs: bool,
+    /// The plugin's own attributes, in the order they are written (see [`Attrs`]).
+    attrs: Attrs,
+}
+
+/// One of the plugin's own attributes, pre-serialized: `"key":` or `"key":"value"`.
+#[derive(Debug, Clone)]
+struct Attr {
+    json: Vec<u8>,
+    /// Length of the key's JSON string at the start of `json`.
+    key_len: usize,
+}
+
+impl Attr {
+    fn new(key: &[u8], value: Option<&str>) -> Attr {
+        let mut json = Vec::new();
+        write_str(&mut json, key);
+        let key_len = json.len();
+        json.push(b':');
+        if let Some(v) = value {
+            write_str(&mut json, v.as_bytes());
+        }
+        Attr { json, key_len }
+    }
+}
+
+/// The plugin's own attributes. Each is written only when the record lacks it, and only the
+/// first of those that share a name (options can name one attribute twice, e.g.
+/// `json_date_key service` with `dd_service`): the later ones are `None`, decided once here
+/// since attributes of one name are present or absent together.
+#[derive(Debug, Clone)]
+struct Attrs {
+    date: Option<Attr>,
+    tag: Option<Attr>,
+    source: Option<Attr>,
+    service: Option<Attr>,
+    hostname: Option<Attr>,
+    status: Option<Attr>,
+    trace_id: Option<Attr>,
+    span_id: Option<Attr>,
+    ddtags: Option<Attr>,
+    message: Option<Attr>,
+}
+
+impl Attrs {
+    fn new(cfg: &Config) -> Attrs {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut attr = |key: Option<&str>, value: Option<&str>| {
+            let key = key?.as_bytes();
+            if names.iter().any(|n| n == key) {
+                return None;
+            }
+            names.push(key.to_vec());
+            Some(Attr::new(key, value))
+        };
+        let date = attr(cfg.date_key.as_deref(), None);
+        let tag = attr(cfg.tag_key.as_deref(), None);
+        let source = cfg
+            .source
+            .as_deref()
+            .and_then(|v| attr(Some("ddsource"), Some(v)));
+        let service = cfg
+            .service
+            .as_deref()
+            .and_then(|v| attr(Some("service"), Some(v)));
+        let hostname = cfg
+            .hostname
+            .as_deref()
+            .and_then(|v| attr(Some("hostname"), Some(v)));
+        Attrs {
+            date,
+            tag,
+            source,
+            service,
+            hostname,
+            status: attr(Some("status"), None),
+            trace_id: attr(Some("dd.trace_id"), None),
+            span_id: attr(Some("dd.span_id"), None),
+            ddtags: attr(Some("ddtags"), None),
+            message: attr(Some("message"), None),
+        }
+    }
 }
 
 /// OpenTelemetry fields found in a record's metadata.
@@ -134,11 +212,9 @@ impl Mapper {
             message_key: cfg.message_key.as_bytes().to_vec(),
             date_key: cfg.date_key.clone(),
             tag_key: cfg.tag_key.clone(),
-            source: cfg.source.clone(),
-            service: cfg.service.clone(),
-            hostname: cfg.hostname.clone(),
             static_tags: cfg.tags.clone(),
             ecs: cfg.ecs,
+            attrs: Attrs::new(cfg),
         }
     }
 
@@ -172,45 +248,46 @@ impl Mapper {
         let otlp = otlp_fields(rec.meta);
 
         out.push(b'{');
-        if let Some(k) = &self.date_key
+        let a = &self.attrs;
+        let keys = &mut s.keys;
+        if let Some(k) = &a.date
             && !present.date
-            && write_key(out, &mut s.keys, 0, k.as_bytes())
         {
+            write_attr(out, keys, k);
             write_i64(out, rec.time.millis());
         }
-        if let Some(k) = &self.tag_key
+        if let Some(k) = &a.tag
             && !present.tag
-            && write_key(out, &mut s.keys, 0, k.as_bytes())
         {
+            write_attr(out, keys, k);
             write_str(out, tag.as_bytes());
         }
-        let statics = [
-            (b"ddsource".as_slice(), &self.source, present.source),
-            (b"service".as_slice(), &self.service, present.service),
-            (b"hostname".as_slice(), &self.hostname, present.hostname),
-        ];
-        for (key, value, has) in statics {
-            if let Some(v) = value
+        for (attr, has) in [
+            (&a.source, present.source),
+            (&a.service, present.service),
+            (&a.hostname, present.hostname),
+        ] {
+            if let Some(k) = attr
                 && !has
-                && write_key(out, &mut s.keys, 0, key)
             {
-                write_str(out, v.as_bytes());
+                write_attr(out, keys, k);
             }
         }
         if let Some(sev) = otlp.severity_text
+            && let Some(k) = &a.status
             && !present.status
-            && write_key(out, &mut s.keys, 0, b"status")
         {
+            write_attr(out, keys, k);
             write_str(out, sev);
         }
-        for (key, id, has) in [
-            (b"dd.trace_id".as_slice(), otlp.trace_id, present.trace_id),
-            (b"dd.span_id".as_slice(), otlp.span_id, present.span_id),
+        for (attr, id, has) in [
+            (&a.trace_id, otlp.trace_id, present.trace_id),
+            (&a.span_id, otlp.span_id, present.span_id),
         ] {
-            if let Some(id) = id
+            if let (Some(k), Some(id)) = (attr, id)
                 && !has
-                && write_key(out, &mut s.keys, 0, key)
             {
+                write_attr(out, keys, k);
                 out.push(b'"');
                 out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
                 out.push(b'"');
@@ -218,7 +295,10 @@ impl Mapper {
         }
 
         self.collect_tags(body, s);
-        if !s.tags.is_empty() && write_key(out, &mut s.keys, 0, b"ddtags") {
+        if let Some(k) = &a.ddtags
+            && !s.tags.is_empty()
+        {
+            write_attr(out, &mut s.keys, k);
             out.extend_from_slice(&s.tags_json);
         }
 
@@ -226,8 +306,9 @@ impl Mapper {
         let mut renamed = false;
         if !present.message
             && let Some(i) = present.message_key
-            && write_key(out, &mut s.keys, 0, b"message")
+            && let Some(k) = &a.message
         {
+            write_attr(out, &mut s.keys, k);
             s.skip[i] = true;
             renamed = true;
             message = self.write_message(body, s.entries[i], out, &mut s.keys);
@@ -622,24 +703,15 @@ fn id_low64(raw: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(low)).filter(|&v| v != 0)
 }
 
-/// Writes `,"key":` (or `"key":` first), recording the key for duplicate checks. Returns
-/// false, having written nothing, when the map already has the key (options can name one
-/// attribute twice, e.g. `json_date_key service` with `dd_service`: the first written wins).
-#[must_use]
-fn write_key(out: &mut Vec<u8>, keys: &mut Vec<(usize, usize)>, base: usize, key: &[u8]) -> bool {
-    let mark = out.len();
-    if keys.len() > base {
+/// Writes one of the plugin's own attributes (its value too when it is fixed) after a comma
+/// unless it is the first, recording its key for the duplicate checks of the record's keys.
+fn write_attr(out: &mut Vec<u8>, keys: &mut Vec<(usize, usize)>, attr: &Attr) {
+    if !keys.is_empty() {
         out.push(b',');
     }
     let a = out.len();
-    write_str(out, key);
-    if keys[base..].iter().any(|&(x, y)| out[x..y] == out[a..]) {
-        out.truncate(mark);
-        return false;
-    }
-    keys.push((a, out.len()));
-    out.push(b':');
-    true
+    out.extend_from_slice(&attr.json);
+    keys.push((a, a + attr.key_len));
 }
 
 /// Writes a key (its text, or a raw msgpack value), unless the same key text was already written

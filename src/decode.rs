@@ -549,6 +549,7 @@ fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
 }
 
 /// Reads one whole value; returns the range of its bytes when it is a str or bin.
+#[inline(always)]
 fn read_text(r: &mut Reader<'_>) -> Result<Option<(usize, usize)>, Error> {
     // Most keys and values of log records are short strings: read those headers directly.
     let (start, len) = match r.buf.get(r.pos..) {

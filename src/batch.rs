@@ -184,17 +184,21 @@ pub fn build(
     (batcher.finish(), stats)
 }
 
-/// Most spare buffers kept between flushes, per flush thread (each up to 5 MB). One: a
-/// larger pool saved little CPU and cost resident memory (README, Performance).
-pub const SPARE_BUFFERS: usize = 1;
+/// Most bytes of spare buffer capacity kept between flushes, per flush thread: room for every
+/// batch of a chunk of about 2 MB of msgpack (Fluent Bit's usual chunk size), so a steady flow
+/// allocates and frees no payload buffer: large blocks freed by the short-lived flush threads
+/// stay in their malloc arenas (see `Deflaters` in `send.rs`).
+pub const SPARE_BYTES: usize = 4 << 20;
 
-/// Returns the JSON buffers of sent batches to `spare` for the next flush.
+/// Returns the JSON buffers of sent batches to `spare` for the next flush, up to
+/// [`SPARE_BYTES`] of capacity in all.
 pub fn recycle(batches: Vec<Batch>, spare: &mut Vec<Vec<u8>>) {
+    let mut kept: usize = spare.iter().map(Vec::capacity).sum();
     for b in batches {
-        if spare.len() >= SPARE_BUFFERS {
-            break;
+        if kept + b.json.capacity() <= SPARE_BYTES {
+            kept += b.json.capacity();
+            spare.push(b.json);
         }
-        spare.push(b.json);
     }
 }
 
@@ -252,6 +256,27 @@ mod tests {
         b.begin();
         b.abort();
         assert!(b.finish().is_empty());
+    }
+
+    #[test]
+    fn recycle_keeps_buffers_up_to_the_byte_budget() {
+        let batch = |cap: usize| Batch {
+            json: Vec::with_capacity(cap),
+            objects: Vec::new(),
+        };
+        let mut spare = vec![Vec::with_capacity(1 << 20)];
+        recycle(
+            vec![
+                batch(1 << 20),
+                batch(8 << 20),
+                batch(1 << 20),
+                batch(1 << 20),
+            ],
+            &mut spare,
+        );
+        // The 8 MiB buffer does not fit; the next three 1 MiB ones reach the budget.
+        assert_eq!(spare.len(), 4);
+        assert!(spare.iter().map(Vec::capacity).sum::<usize>() <= SPARE_BYTES);
     }
 
     #[test]

@@ -203,6 +203,8 @@ struct Present {
     span_id: bool,
     /// Entry index of the `dd_message_key` attribute.
     message_key: Option<usize>,
+    /// Entry index of the record's `ddtags` when it is a tag list.
+    own_tags: Option<usize>,
 }
 
 impl Mapper {
@@ -244,7 +246,7 @@ impl Mapper {
         s.strings.clear();
         s.seen.clear();
 
-        let present = self.scan(body, &s.entries);
+        let present = self.scan(body, s);
         let otlp = otlp_fields(rec.meta);
 
         out.push(b'{');
@@ -294,7 +296,11 @@ impl Mapper {
             }
         }
 
-        self.collect_tags(body, s);
+        let own = present.own_tags.map(|i| {
+            let e = s.entries[i];
+            &body[e.value.0..e.value.1]
+        });
+        self.collect_tags(body, s, own);
         if let Some(k) = &a.ddtags
             && !s.tags.is_empty()
         {
@@ -379,22 +385,77 @@ impl Mapper {
         Mapped::TooLarge { bytes: size }
     }
 
-    /// Notes which reserved attributes the record has and where the message key is.
-    fn scan(&self, body: &[u8], entries: &[Entry]) -> Present {
+    /// One pass over the record's attribute names: notes which reserved attributes the record
+    /// has and where the message key is, and marks the attributes the tags consume (its
+    /// `ddtags` when it is a tag list, the ECS attributes with `provider ecs`, and later
+    /// duplicates of either) in `s.skip`, listing the ECS ones in `s.ecs_entries`.
+    fn scan(&self, body: &[u8], s: &mut Scratch) -> Present {
         let mut p = Present::default();
-        for (i, e) in entries.iter().enumerate() {
+        let mut seen_ecs = [false; ECS_KEYS.len()];
+        let mut seen_ddtags = false;
+        s.ecs_entries.clear();
+        for (i, e) in s.entries.iter().enumerate() {
             let Some(k) = e.name_in(body) else {
                 continue;
             };
-            match k {
-                b"message" => p.message = true,
-                b"service" => p.service = true,
-                b"ddsource" => p.source = true,
-                b"hostname" => p.hostname = true,
-                b"status" => p.status = true,
-                b"dd.trace_id" => p.trace_id = true,
-                b"dd.span_id" => p.span_id = true,
-                _ => {}
+            let ecs = match k {
+                b"message" => {
+                    p.message = true;
+                    None
+                }
+                b"service" => {
+                    p.service = true;
+                    None
+                }
+                b"ddsource" => {
+                    p.source = true;
+                    None
+                }
+                b"hostname" => {
+                    p.hostname = true;
+                    None
+                }
+                b"status" => {
+                    p.status = true;
+                    None
+                }
+                b"dd.trace_id" => {
+                    p.trace_id = true;
+                    None
+                }
+                b"dd.span_id" => {
+                    p.span_id = true;
+                    None
+                }
+                b"ddtags" => {
+                    if std::mem::replace(&mut seen_ddtags, true) {
+                        // A duplicate: the first ddtags wins, whatever became of it.
+                        s.skip[i] = true;
+                    } else if is_tag_list(&body[e.value.0..e.value.1]) {
+                        s.skip[i] = true;
+                        p.own_tags = Some(i);
+                    }
+                    None
+                }
+                b"container_id" => Some(0),
+                b"container_name" => Some(1),
+                b"container_image" => Some(2),
+                b"ecs_cluster" => Some(3),
+                b"ecs_task_definition" => Some(4),
+                b"ecs_task_arn" => Some(5),
+                _ => None,
+            };
+            if let Some(n) = ecs
+                && self.ecs
+            {
+                debug_assert_eq!(ECS_KEYS[n], k);
+                if std::mem::replace(&mut seen_ecs[n], true) {
+                    // A duplicate: the first occurrence wins, whatever became of it.
+                    s.skip[i] = true;
+                } else if e.text_in(body).is_some_and(|v| !v.is_empty()) {
+                    s.skip[i] = true;
+                    s.ecs_entries.push((i, n as u8));
+                }
             }
             if self.date_key.as_deref().map(str::as_bytes) == Some(k) {
                 p.date = true;
@@ -409,53 +470,11 @@ impl Mapper {
         p
     }
 
-    /// Gathers the record's `ddtags`, the ECS tags and `dd_tags` into `s.tags` (and
-    /// `s.tags_json`), marking the attributes they came from as consumed.
-    fn collect_tags(&self, body: &[u8], s: &mut Scratch) {
-        // First pass: mark the attributes the tags consume and find the tags' inputs. The
-        // records of a chunk usually share them (one task, one container), so when they are
-        // the same as the previous record's, the tags made then are reused as they are.
-        s.ecs_entries.clear();
-        let mut seen_ddtags = false;
-        let mut own = None;
-        for i in 0..s.entries.len() {
-            let e = s.entries[i];
-            if e.name_in(body) != Some(b"ddtags") {
-                continue;
-            }
-            if seen_ddtags {
-                // A duplicate: the first ddtags wins, whatever became of it.
-                s.skip[i] = true;
-                continue;
-            }
-            seen_ddtags = true;
-            let raw = &body[e.value.0..e.value.1];
-            if is_tag_list(raw) {
-                s.skip[i] = true;
-                own = Some(raw);
-            }
-        }
-        if self.ecs {
-            let mut seen = [false; ECS_KEYS.len()];
-            for i in 0..s.entries.len() {
-                let e = s.entries[i];
-                let Some(k) = e.name_in(body) else {
-                    continue;
-                };
-                let Some(n) = ECS_KEYS.iter().position(|&name| name == k) else {
-                    continue;
-                };
-                if std::mem::replace(&mut seen[n], true) {
-                    // A duplicate: the first occurrence wins, whatever became of it.
-                    s.skip[i] = true;
-                    continue;
-                }
-                if e.text_in(body).is_some_and(|v| !v.is_empty()) {
-                    s.skip[i] = true;
-                    s.ecs_entries.push((i, n as u8));
-                }
-            }
-        }
+    /// Makes the tags of a record from its own tag list, the ECS attributes [`Mapper::scan`]
+    /// found and `dd_tags`, into `s.tags` (and `s.tags_json`). The records of a chunk usually
+    /// share them (one task, one container), so when their inputs are the same as the
+    /// previous record's, the tags made then are kept as they are.
+    fn collect_tags(&self, body: &[u8], s: &mut Scratch, own: Option<&[u8]>) {
         let mut check = Signature {
             prev: &s.sig,
             pos: 0,

@@ -7,9 +7,33 @@
 //! which the tests check. msgpack strings are not always UTF-8: they are checked first, and
 //! invalid sequences become U+FFFD.
 
+/// Strings longer than this are escaped a piece at a time: json-escape-simd reserves room
+/// for the worst case (six bytes per input byte), which for a 2 MB message would be 12 MB.
+const PIECE: usize = 64 * 1024;
+
 /// Appends `s` as a JSON string, quotes included.
 pub fn escape(out: &mut Vec<u8>, s: &str) {
-    json_escape_simd::escape_into(s, out);
+    if s.len() <= PIECE {
+        json_escape_simd::escape_into(s, out);
+        return;
+    }
+    // Escaping is per character, so pieces cut at character boundaries give the same text.
+    out.push(b'"');
+    let mut piece_out = Vec::with_capacity(PIECE * 6 + 64);
+    let mut rest = s;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(PIECE);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        piece_out.clear();
+        json_escape_simd::escape_into(piece, &mut piece_out);
+        // Without the piece's own quotes.
+        out.extend_from_slice(&piece_out[1..piece_out.len() - 1]);
+        rest = tail;
+    }
+    out.push(b'"');
 }
 
 /// Appends bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
@@ -41,6 +65,18 @@ mod tests {
         }
         let s = "日本語 ✓ emoji 🔥 \u{7f} \u{2028}";
         assert_eq!(ours(s), serde_json::to_string(s).unwrap());
+    }
+
+    #[test]
+    fn long_strings_are_escaped_in_pieces_with_the_same_result() {
+        // Escapes and multi-byte characters across the piece boundaries.
+        let unit = "ab\"c\\d\n✓é🔥\u{1}";
+        for len in [PIECE - 3, PIECE, PIECE + 1, 3 * PIECE + 7] {
+            let s: String = unit.chars().cycle().take(len).collect();
+            let mut out = b"x".to_vec();
+            escape(&mut out, &s);
+            assert_eq!(out[1..], *serde_json::to_vec(&s).unwrap(), "{len} chars");
+        }
     }
 
     #[test]

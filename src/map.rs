@@ -76,8 +76,8 @@ pub struct Scratch {
     /// Inputs of the current `tags` (static tags, ECS values, the record's own ddtags), as
     /// length-prefixed pieces.
     sig: Vec<u8>,
-    /// Entries whose values become ECS tags, with their index in [`ECS_KEYS`].
-    ecs_entries: Vec<(usize, u8)>,
+    /// Entries whose values become ECS tags.
+    ecs_entries: Vec<usize>,
     /// `tags` holds the tags made from `sig`.
     tags_ready: bool,
 }
@@ -454,7 +454,7 @@ impl Mapper {
                     s.skip[i] = true;
                 } else if e.text_in(body).is_some_and(|v| !v.is_empty()) {
                     s.skip[i] = true;
-                    s.ecs_entries.push((i, n as u8));
+                    s.ecs_entries.push(i);
                 }
             }
             if self.date_key.as_deref().map(str::as_bytes) == Some(k) {
@@ -494,7 +494,7 @@ impl Mapper {
         if let Some(raw) = own {
             own_tags(raw, &mut s.tags, &mut s.tag_ranges);
         }
-        for &(i, _) in &s.ecs_entries {
+        for &i in &s.ecs_entries {
             let e = s.entries[i];
             if let (Some(k), Some(v)) = (e.name_in(body), e.text_in(body)) {
                 ecs_tags(k, v, &mut s.tags, &mut s.tag_ranges, &mut s.text);
@@ -508,22 +508,30 @@ impl Mapper {
         s.tags_ready = true;
     }
 
-    /// Feeds `f` everything the tags are made from: the static tags, each ECS attribute
-    /// (its index, then its value) and the record's own tag list after a separator.
+    /// Feeds `f` everything the tags are made from: the static tags, the raw bytes of the ECS
+    /// attributes (names and values) and the record's own tag list after a separator.
     fn tag_inputs(
         &self,
         body: &[u8],
         entries: &[Entry],
-        ecs_entries: &[(usize, u8)],
+        ecs_entries: &[usize],
         own: Option<&[u8]>,
         mut f: impl FnMut(&[u8]),
     ) {
         for t in &self.static_tags {
             f(t.as_bytes());
         }
-        for &(i, n) in ecs_entries {
-            f(&[n]);
-            f(entries[i].text_in(body).unwrap_or_default());
+        // The ECS attributes' raw key/value bytes, one piece per run of adjacent attributes
+        // (FireLens writes them together, so usually one piece for all of them).
+        let mut k = 0;
+        while let Some(&first) = ecs_entries.get(k) {
+            let mut last = first;
+            while ecs_entries.get(k + 1) == Some(&(last + 1)) {
+                k += 1;
+                last += 1;
+            }
+            f(&body[entries[first].key.0..entries[last].value.1]);
+            k += 1;
         }
         f(b"own");
         if let Some(raw) = own {

@@ -127,6 +127,11 @@ impl Attr {
 /// first of those that share a name (options can name one attribute twice, e.g.
 /// `json_date_key service` with `dd_service`): the later ones are `None`, decided once here
 /// since attributes of one name are present or absent together.
+///
+/// `ddtags` is the exception: it is written whether or not the record has a `ddtags` (the
+/// record's own tags are merged into it), so when the date or tag attribute is also named
+/// `ddtags` the choice is made per record: `ddtags` is left out only when that attribute was
+/// written, which is when the record has no `ddtags` of its own.
 #[derive(Debug, Clone)]
 struct Attrs {
     date: Option<Attr>,
@@ -137,7 +142,10 @@ struct Attrs {
     status: Option<Attr>,
     trace_id: Option<Attr>,
     span_id: Option<Attr>,
-    ddtags: Option<Attr>,
+    ddtags: Attr,
+    /// The date or the tag attribute is named `ddtags`.
+    date_is_ddtags: bool,
+    tag_is_ddtags: bool,
     message: Option<Attr>,
 }
 
@@ -166,7 +174,10 @@ impl Attrs {
             .hostname
             .as_deref()
             .and_then(|v| attr(Some("hostname"), Some(v)));
+        let named_ddtags = |k: &Option<String>| k.as_deref() == Some("ddtags");
         Attrs {
+            date_is_ddtags: named_ddtags(&cfg.date_key),
+            tag_is_ddtags: named_ddtags(&cfg.tag_key) && !named_ddtags(&cfg.date_key),
             date,
             tag,
             source,
@@ -175,7 +186,7 @@ impl Attrs {
             status: attr(Some("status"), None),
             trace_id: attr(Some("dd.trace_id"), None),
             span_id: attr(Some("dd.span_id"), None),
-            ddtags: attr(Some("ddtags"), None),
+            ddtags: Attr::new(b"ddtags", None),
             message: attr(Some("message"), None),
         }
     }
@@ -301,10 +312,11 @@ impl Mapper {
             &body[e.value.0..e.value.1]
         });
         self.collect_tags(body, s, own);
-        if let Some(k) = &a.ddtags
-            && !s.tags.is_empty()
-        {
-            write_attr(out, &mut s.keys, k);
+        // Left out when the date or tag attribute took the name (see `Attrs`).
+        let ddtags_taken = (a.date_is_ddtags && a.date.is_some() && !present.date)
+            || (a.tag_is_ddtags && a.tag.is_some() && !present.tag);
+        if !ddtags_taken && !s.tags.is_empty() {
+            write_attr(out, &mut s.keys, &a.ddtags);
             out.extend_from_slice(&s.tags_json);
         }
 

@@ -182,6 +182,17 @@ fn plugin_attributes_never_duplicate_each_other() {
     ]);
     let o = map_with(&c, &obj(&[("log", s("hello"))]));
     assert_eq!(o["ddtags"], TAG);
+    // A record with a ddtags of its own keeps the name from the tag attribute, and gets the
+    // tags: the static ones over a ddtags that is no tag list...
+    let o = map_with(&c, &obj(&[("ddtags", M::UInt(5)), ("log", s("x"))]));
+    assert_eq!(o["ddtags"], "env:a", "{o}");
+    // ... and its own tag list (found in review: both were lost when `ddtags` was given to
+    // the date or tag attribute once for all records).
+    let c = cfg(&[("json_date_key", "ddtags")]);
+    let o = map_with(&c, &obj(&[("ddtags", s("team:a")), ("log", s("x"))]));
+    assert_eq!(o["ddtags"], "team:a", "{o}");
+    let o = map_with(&c, &obj(&[("log", s("x"))]));
+    assert_eq!(o["ddtags"], 1_732_400_000_123u64, "{o}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -226,8 +226,10 @@ impl Client {
                 break z;
             }
             if d.made < self.max_deflaters {
+                // Counted once made, so a failure to make one cannot use up a slot.
+                let z = Compress::new(flate2::Compression::new(level), false);
                 d.made += 1;
-                break Compress::new(flate2::Compression::new(level), false);
+                break z;
             }
             d = self
                 .deflater_idle

@@ -4,6 +4,9 @@
 #
 #   scripts/release.sh [x86_64|aarch64|all]     build dist/datadog_logs-linux-<arch>.so (+ .sha256)
 #   scripts/release.sh check FILE.so [ARCH]      only run the checks on an existing library
+#   scripts/release.sh test ARCH                 build the library's own tests, the property tests
+#                                                and the fuzz corpus replay for ARCH and run them
+#                                                (another architecture under qemu-user)
 #
 # A native build on a current distribution needs GLIBC_2.3x and does not load on Amazon Linux 2,
 # so the library is linked by cargo-zigbuild against glibc 2.17 (Rust's own floor). The script
@@ -41,7 +44,7 @@ say() { printf '%s\n' "release: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -235,6 +238,37 @@ build_arch() {
     say "$arch: wrote $dest ($(wc -c <"$dest") bytes, sha256 $(cut -c1-16 "$dest.sha256")...) in ${secs}s of cargo zigbuild"
 }
 
+# test_arch ARCH: the tests that need neither a host process nor the network (decode, map,
+# JSON escaping, batching; the property tests; the fuzz corpus), built for ARCH and run, under
+# qemu-user when ARCH is not the machine's (Debian: qemu-user and libc6-arm64-cross).
+test_arch() {
+    local arch="$1" triple sysroot runner=() exes exe failed=0
+    triple="$(triple_of "$arch")"
+    say "== tests for $arch ($triple) =="
+    ensure_rust_target "$triple" || return 1
+    ensure_zigbuild
+    if [ "$arch" != "$(host_arch)" ]; then
+        need_tool "qemu-$arch" "apt-get install qemu-user"
+        sysroot="/usr/$arch-linux-gnu"
+        [ -f "$sysroot/lib/libc.so.6" ] ||
+            die "no $arch C library in $sysroot (apt-get install libc6-$([ "$arch" = aarch64 ] && echo arm64 || echo "$arch")-cross)"
+        runner=(env "QEMU_LD_PREFIX=$sysroot" "qemu-$arch")
+    fi
+    exes="$(cargo-zigbuild test --no-run --release --locked --no-default-features --target "$triple" \
+        --lib --test properties --test fuzz_corpus --message-format=json |
+        "$PYTHON" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])')" || { say "error: cargo zigbuild of the tests failed for $triple"; return 1; }
+    [ -n "$exes" ] || { say "error: the build produced no test executable"; return 1; }
+    for exe in $exes; do
+        say "running $(basename "$exe") for $arch"
+        "${runner[@]}" "$exe" --quiet >&2 || failed=1
+    done
+    return "$failed"
+}
+
 main() {
     local arches=() arch failed=()
     case "${1:-}" in
@@ -243,6 +277,18 @@ main() {
             [ $# -ge 2 ] || usage
             check_library "$2" "${3:-$(host_arch)}" || die "$2 failed the checks"
             say "all checks passed"
+            return 0
+            ;;
+        test)
+            [ $# -eq 2 ] || usage
+            case "$2" in
+                x86_64 | amd64) arch=x86_64 ;;
+                aarch64 | arm64) arch=aarch64 ;;
+                *) usage ;;
+            esac
+            need_tool cargo "install Rust (rustup) first"
+            test_arch "$arch" || die "tests failed for $arch"
+            say "all tests passed for $arch"
             return 0
             ;;
         "") arches=("$(host_arch)") ;;

@@ -234,6 +234,20 @@ fn enc_record(r: &Rec, out: &mut Vec<u8>) {
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
+/// Maps one record with body `body` (a map) on its own: the result and the object's bytes.
+fn map_alone(cfg: &Config, body: &Mp, time: decode::Timestamp) -> (Mapped, Vec<u8>) {
+    let mut bytes = Vec::new();
+    enc_into(body, &mut bytes);
+    let rec = decode::Record {
+        time,
+        meta: &[],
+        body: &bytes,
+    };
+    let mut out = Vec::new();
+    let r = Mapper::new(cfg).write(&rec, "t", &mut Scratch::default(), &mut out);
+    (r, out)
+}
+
 fn config_of(pairs: &[(&str, String)]) -> Config {
     let mut p: HashMap<String, String> = pairs
         .iter()
@@ -519,15 +533,9 @@ proptest! {
     #[test]
     fn plain_attributes_follow_the_rules(v in value(), ts in (any::<u32>(), 0..1_000_000_000u32)) {
         let cfg = config_of(&[("json_date_key", "off".into())]);
-        let mut body = Vec::new();
-        enc_into(&Mp::Map(vec![(Mp::Str(b"v".to_vec()), v.clone())]), &mut body);
-        let rec = decode::Record {
-            time: decode::Timestamp { secs: ts.0 as i64, nanos: ts.1 },
-            meta: &[],
-            body: &body,
-        };
-        let mut out = Vec::new();
-        let r = Mapper::new(&cfg).write(&rec, "t", &mut Scratch::default(), &mut out);
+        let body = Mp::Map(vec![(Mp::Str(b"v".to_vec()), v.clone())]);
+        let time = decode::Timestamp { secs: ts.0 as i64, nanos: ts.1 };
+        let (r, out) = map_alone(&cfg, &body, time);
         prop_assert_eq!(r, Mapped::Written { truncated: false });
         let got = check_object(&out);
         let mut want = String::new();
@@ -562,15 +570,8 @@ proptest! {
         let value = if as_bin { Mp::Bin(long.clone()) } else { Mp::Str(long.clone()) };
         let mut pairs = vec![(Mp::Str(name.to_vec()), value)];
         pairs.extend(extra);
-        let mut body = Vec::new();
-        enc_into(&Mp::Map(pairs), &mut body);
-        let rec = decode::Record {
-            time: decode::Timestamp { secs: 1, nanos: 0 },
-            meta: &[],
-            body: &body,
-        };
-        let mut out = Vec::new();
-        let r = Mapper::new(&config_of(&[])).write(&rec, "t", &mut Scratch::default(), &mut out);
+        let time = decode::Timestamp { secs: 1, nanos: 0 };
+        let (r, out) = map_alone(&config_of(&[]), &Mp::Map(pairs), time);
         prop_assert_eq!(r, Mapped::Written { truncated: true });
         let o = check_object(&out);
         let msg = o["message"].as_str().unwrap();
@@ -612,15 +613,8 @@ proptest! {
         for (k, v) in &extra {
             pairs.push((Mp::Str(k.clone().into_bytes()), v.clone()));
         }
-        let mut body = Vec::new();
-        enc_into(&Mp::Map(pairs), &mut body);
-        let rec = decode::Record {
-            time: decode::Timestamp { secs: 1, nanos: 0 },
-            meta: &[],
-            body: &body,
-        };
-        let mut out = Vec::new();
-        let r = Mapper::new(&config_of(&[])).write(&rec, "t", &mut Scratch::default(), &mut out);
+        let time = decode::Timestamp { secs: 1, nanos: 0 };
+        let (r, out) = map_alone(&config_of(&[]), &Mp::Map(pairs), time);
         let o = check_object(&out);
         // `log` is the message unless the record has one of its own.
         if !want.contains_key("message") && let Some(m) = want.remove("log") {

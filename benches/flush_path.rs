@@ -130,12 +130,18 @@ fn main() {
         let mut scratch = Scratch::default();
         let mut spare: Vec<Vec<u8>> = Vec::new();
         let passes: Option<u32> = v.to_str().and_then(|v| v.parse().ok());
+        // `BENCH_PROFILE_INPUT=1` or `2` profiles a fixture instead.
+        let input = std::env::var("BENCH_PROFILE_INPUT")
+            .ok()
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| inputs.get(i))
+            .unwrap_or(&inputs[0]);
         let start = Instant::now();
         let mut pass = 0;
         while passes.map_or(start.elapsed().as_secs() < 5, |n| pass < n) {
             pass += 1;
-            for c in &inputs[0].chunks {
-                let (b, _) = batch::build(c, inputs[0].tag, &mapper, &mut scratch, &mut spare);
+            for c in &input.chunks {
+                let (b, _) = batch::build(c, input.tag, &mapper, &mut scratch, &mut spare);
                 batch::recycle(std::hint::black_box(b), &mut spare);
             }
         }

@@ -18,22 +18,31 @@ pub fn escape(out: &mut Vec<u8>, s: &str) {
         return;
     }
     // Escaping is per character, so pieces cut at character boundaries give the same text.
-    out.push(b'"');
-    let mut piece_out = Vec::with_capacity(PIECE * 6 + 64);
+    // Each piece is escaped straight into `out`, quotes included; the quotes between two
+    // pieces are then undone without moving the text (see below).
     let mut rest = s;
+    let mut first = true;
     while !rest.is_empty() {
         let mut cut = rest.len().min(PIECE);
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
         let (piece, tail) = rest.split_at(cut);
-        piece_out.clear();
-        json_escape_simd::escape_into(piece, &mut piece_out);
-        // Without the piece's own quotes.
-        out.extend_from_slice(&piece_out[1..piece_out.len() - 1]);
+        if first {
+            json_escape_simd::escape_into(piece, out);
+            first = false;
+        } else {
+            // `out` ends with the previous piece's last byte and its closing quote. Both are
+            // dropped, the new piece's opening quote lands where that byte was, and the byte
+            // is put back over it.
+            let n = out.len() - 2;
+            let last = out[n];
+            out.truncate(n);
+            json_escape_simd::escape_into(piece, out);
+            out[n] = last;
+        }
         rest = tail;
     }
-    out.push(b'"');
 }
 
 /// Appends bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.

@@ -321,6 +321,8 @@ impl Mapper {
         }
 
         let mut message = None;
+        // The whole text of a message written only in part (see `write_message`).
+        let mut whole_message = None;
         let mut renamed = false;
         if !present.message
             && let Some(i) = present.message_key
@@ -329,7 +331,7 @@ impl Mapper {
             write_attr(out, &mut s.keys, k);
             s.skip[i] = true;
             renamed = true;
-            message = self.write_message(body, s.entries[i], out, &mut s.keys);
+            (message, whole_message) = self.write_message(body, s.entries[i], out, &mut s.keys);
         }
 
         for i in 0..s.entries.len() {
@@ -352,7 +354,7 @@ impl Mapper {
                 continue;
             }
             if name == Some(b"message") {
-                message = self.write_message(body, e, out, &mut s.keys);
+                (message, whole_message) = self.write_message(body, e, out, &mut s.keys);
             } else if let Some(text) = e.text_in(body) {
                 let v0 = out.len();
                 write_str(out, text);
@@ -394,7 +396,15 @@ impl Mapper {
             return Mapped::Written { truncated: true };
         }
         out.truncate(start);
-        Mapped::TooLarge { bytes: size }
+        let left_out = whole_message.map_or(0, |text| {
+            let (mut whole, mut part) = (Vec::new(), Vec::new());
+            write_str(&mut whole, text);
+            write_str(&mut part, &text[..char_floor(text, MAX_LOG_BYTES)]);
+            whole.len() - part.len()
+        });
+        Mapped::TooLarge {
+            bytes: size + left_out,
+        }
     }
 
     /// One pass over the record's attribute names: notes which reserved attributes the record
@@ -552,25 +562,50 @@ impl Mapper {
     }
 
     /// Writes the message value; returns the byte range of its JSON string when it is one.
-    fn write_message(
+    ///
+    /// A text message longer than [`MAX_LOG_BYTES`] is certain to be cut, and cut before
+    /// anything else (see [`Mapper::write_decoded`]), so only its first [`MAX_LOG_BYTES`]
+    /// bytes are written: a multi-megabyte line costs no more to escape than what can be
+    /// kept of it. The whole text is then returned too, for the size of an object that does
+    /// not fit even so.
+    fn write_message<'b>(
         &self,
-        body: &[u8],
+        body: &'b [u8],
         e: Entry,
         out: &mut Vec<u8>,
         keys: &mut Vec<(usize, usize)>,
-    ) -> Option<(usize, usize)> {
+    ) -> (Option<(usize, usize)>, Option<&'b [u8]>) {
         match e.text_in(body) {
             Some(text) => {
                 let m0 = out.len();
+                if text.len() > MAX_LOG_BYTES {
+                    write_str(out, &text[..char_floor(text, MAX_LOG_BYTES)]);
+                    return (Some((m0, out.len())), Some(text));
+                }
                 write_str(out, text);
-                Some((m0, out.len()))
+                (Some((m0, out.len())), None)
             }
             None => {
                 let raw = &body[e.value.0..e.value.1];
                 write_value(&mut Reader::new(raw), out, 1, keys, false);
-                None
+                (None, None)
             }
         }
+    }
+}
+
+/// The last character boundary of UTF-8 text at or before `p` (`p` itself in text that is
+/// not UTF-8 there), so that a message written in part stays valid UTF-8 and takes the
+/// escaper's fast path rather than the lossy copy.
+fn char_floor(text: &[u8], p: usize) -> usize {
+    let mut q = p;
+    while q > 0 && p - q < 3 && text.get(q).is_some_and(|&b| b & 0xc0 == 0x80) {
+        q -= 1;
+    }
+    if text.get(q).is_some_and(|&b| b & 0xc0 == 0x80) {
+        p
+    } else {
+        q
     }
 }
 

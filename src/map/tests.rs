@@ -928,6 +928,44 @@ fn message_over_1mb_truncated_with_marker() {
 }
 
 #[test]
+fn message_over_1mb_written_in_part_keeps_the_same_text() {
+    // Only the first MAX_LOG_BYTES bytes of a longer message are escaped; the kept text must
+    // be the same as if all of it had been, whatever sits at that offset: a multi-byte
+    // character, an escape, or bytes that are not UTF-8 (sent as bin). The 14 shifts put
+    // the offset on each byte of those in turn.
+    for shift in 0..14 {
+        let mut text = vec![b'a'; MAX_LOG_BYTES - shift];
+        text.extend_from_slice("日\\\"😀".as_bytes());
+        text.extend_from_slice(b"\xff\xc3(\xe6\x97");
+        text.extend(std::iter::repeat_n(b'b', 300_000));
+        let (r, out) = map_raw(&cfg(&[]), T0, &[], &obj(&[("log", M::Bin(text.clone()))]));
+        assert_eq!(r, Mapped::Written { truncated: true });
+        assert!(out.len() <= MAX_LOG_BYTES && out.len() > MAX_LOG_BYTES - 8);
+        let o = parse_checked(&out);
+        let kept = o["message"].as_str().unwrap();
+        let kept = kept.strip_suffix(TRUNCATION_MARKER).unwrap();
+        assert!(
+            String::from_utf8_lossy(&text).starts_with(kept),
+            "shift {shift}"
+        );
+    }
+}
+
+#[test]
+fn too_large_object_reports_its_whole_size() {
+    // The message is written only in part, but the size reported is the whole object's.
+    let other = ("other", M::Arr(vec![s(&"z".repeat(1_200_000))]));
+    let size =
+        |log: &str| match map_raw(&cfg(&[]), T0, &[], &obj(&[("log", s(log)), other.clone()])).0 {
+            Mapped::TooLarge { bytes } => bytes,
+            r => panic!("{r:?}"),
+        };
+    // Each quote is two bytes of JSON, and é stays two bytes.
+    let long = format!("{}é{}", "\"".repeat(1_100_000), "é".repeat(10));
+    assert_eq!(size(&long), size("") + 2_200_000 + 22);
+}
+
+#[test]
 fn object_too_large_without_message_is_reported() {
     let big = "z".repeat(1_200_000);
     for body in [

@@ -313,6 +313,23 @@ fn parse_record<'a>(
     r: &mut Reader<'a>,
     entries: Option<&mut Vec<Entry>>,
 ) -> Result<Parsed<'a>, &'static str> {
+    let buf: &'a [u8] = r.buf;
+    let (time, meta) = match common_header(&buf[r.pos..]) {
+        Some((time, meta, len)) => {
+            r.pos += len;
+            (time, meta)
+        }
+        None => match header(r)? {
+            Some(h) => h,
+            None => return Ok(Parsed::Marker),
+        },
+    };
+    parse_body(r, entries, time, meta)
+}
+
+/// Reads a record's header, `[timestamp, ` or `[[timestamp, metadata], `, in any encoding;
+/// `None` for a group marker, whose body is then skipped.
+fn header<'a>(r: &mut Reader<'a>) -> Result<Option<(Timestamp, &'a [u8])>, &'static str> {
     match r.read() {
         Ok(Value::Array(2)) => {}
         Ok(Value::Array(_)) => return Err("record is not a 2-element array"),
@@ -325,10 +342,7 @@ fn parse_record<'a>(
         Value::Array(2) => {
             let ts = r.read().map_err(|_| "bad msgpack in timestamp")?;
             let m = r.raw_value().map_err(|_| "bad msgpack in metadata")?;
-            if !m
-                .first()
-                .is_some_and(|b| matches!(b, 0x80..=0x8f | 0xde | 0xdf))
-            {
+            if !is_map_header(m) {
                 return Err("metadata is not a map");
             }
             meta = m;
@@ -343,12 +357,9 @@ fn parse_record<'a>(
             let nanos = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
             if secs == GROUP_START || secs == GROUP_END {
                 r.skip().map_err(|_| "bad msgpack in group marker body")?;
-                return Ok(Parsed::Marker);
+                return Ok(None);
             }
-            Timestamp {
-                secs: secs as i64,
-                nanos: nanos.min(999_999_999),
-            }
+            event_time(secs, nanos)
         }
         Value::UInt(s) => Timestamp {
             secs: s.min(i64::MAX as u64 / 1000) as i64,
@@ -368,12 +379,59 @@ fn parse_record<'a>(
         }
         _ => return Err("timestamp is not an EventTime, integer or float"),
     };
+    Ok(Some((time, meta)))
+}
+
+/// The header of a record in the layouts Fluent Bit writes for nearly every record, read
+/// straight from the bytes: `[[EventTime, {}], ` (2.1+, the empty map as a fixmap or, from
+/// 4.x, a map32) or `[EventTime, ` (before 2.1). Returns the time, the metadata and the
+/// header's length; `None` for anything else (group markers included), which
+/// [`parse_record`] reads the general way.
+fn common_header(b: &[u8]) -> Option<(Timestamp, &[u8], usize)> {
+    let (at, meta) = match b {
+        [0x92, 0x92, 0xd7, 0x00, ..] => match b.get(12..) {
+            Some([0x80, ..]) => (4, &b[12..13]),
+            Some([0xdf, 0, 0, 0, 0, ..]) => (4, &b[12..17]),
+            _ => return None,
+        },
+        [0x92, 0xd7, 0x00, ..] => (3, &b[..0]),
+        _ => return None,
+    };
+    let d = b.get(at..at + 8)?;
+    let secs = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    if secs == GROUP_START || secs == GROUP_END {
+        return None;
+    }
+    let nanos = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+    Some((event_time(secs, nanos), meta, at + 8 + meta.len()))
+}
+
+/// True when `b` starts with a map's header.
+fn is_map_header(b: &[u8]) -> bool {
+    matches!(b.first(), Some(0x80..=0x8f | 0xde | 0xdf))
+}
+
+/// The time of an EventTime's two fields.
+fn event_time(secs: u32, nanos: u32) -> Timestamp {
+    Timestamp {
+        secs: secs as i64,
+        nanos: nanos.min(999_999_999),
+    }
+}
+
+/// Reads the body of a record whose header is read (see [`parse_record`]).
+fn parse_body<'a>(
+    r: &mut Reader<'a>,
+    entries: Option<&mut Vec<Entry>>,
+    time: Timestamp,
+    meta: &'a [u8],
+) -> Result<Parsed<'a>, &'static str> {
     let body = match entries {
         Some(list) => {
             let start = r.position();
             let body = &r.buf[start..];
             let mut br = Reader::new(body);
-            if !matches!(br.clone().read(), Ok(Value::Map(_))) {
+            if !is_map_header(body) {
                 return Err("body is not a map");
             }
             entries_of(&mut br, list).map_err(|_| "bad msgpack in body")?;
@@ -382,10 +440,7 @@ fn parse_record<'a>(
         }
         None => r.raw_value().map_err(|_| "bad msgpack in body")?,
     };
-    if !body
-        .first()
-        .is_some_and(|b| matches!(b, 0x80..=0x8f | 0xde | 0xdf))
-    {
+    if !is_map_header(body) {
         return Err("body is not a map");
     }
     Ok(Parsed::Record(Record { time, meta, body }))
@@ -762,5 +817,58 @@ mod tests {
         assert_eq!(as_bytes(&[0xa1, b'a']), Some(&b"a"[..]));
         assert_eq!(as_bytes(&[0xc4, 0x01, 0xff]), Some(&[0xff][..]));
         assert_eq!(as_bytes(&[0x01]), None);
+    }
+
+    proptest::proptest! {
+        /// The byte-pattern header reader agrees with the general one wherever it answers,
+        /// and answers for the layouts Fluent Bit writes.
+        #[test]
+        fn common_header_matches_the_general_reader(
+            secs in proptest::prop_oneof![
+                proptest::prelude::Just(GROUP_START),
+                proptest::prelude::Just(GROUP_END),
+                proptest::prelude::any::<u32>(),
+            ],
+            nanos in proptest::prelude::any::<u32>(),
+            layout in 0..5usize,
+        ) {
+            let mut b = vec![0x92];
+            let mut ts = vec![0xd7, 0x00];
+            ts.extend(secs.to_be_bytes());
+            ts.extend(nanos.to_be_bytes());
+            match layout {
+                0 => b.extend(&ts),
+                1..=3 => {
+                    b.push(0x92);
+                    b.extend(&ts);
+                    b.extend(match layout {
+                        1 => &[0x80][..],
+                        2 => &[0xdf, 0, 0, 0, 0][..],
+                        _ => &[0x81, 0xa1, b'k', 0x01][..],
+                    });
+                }
+                // An array32 record header: left to the general reader.
+                _ => {
+                    b = vec![0xdd, 0, 0, 0, 2];
+                    b.extend(&ts);
+                }
+            }
+            let body_at = b.len();
+            b.extend([0x81, 0xa1, b'a', 0x02]);
+            let general = header(&mut Reader::new(&b)).unwrap();
+            let mut r = Reader::new(&b);
+            let _ = header(&mut r);
+            match common_header(&b) {
+                Some((time, meta, len)) => {
+                    proptest::prop_assert_eq!(general, Some((time, meta)));
+                    proptest::prop_assert_eq!(len, body_at);
+                    proptest::prop_assert_eq!(r.position(), body_at);
+                }
+                None => proptest::prop_assert!(
+                    layout >= 3 || secs == GROUP_START || secs == GROUP_END,
+                    "layout {} not read by common_header", layout
+                ),
+            }
+        }
     }
 }

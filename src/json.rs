@@ -45,8 +45,24 @@ pub fn escape(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Strings up to this long that need no escaping are copied as they are (see [`write_str`]).
+const SHORT: usize = 24;
+
 /// Appends bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
 pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Most keys and many values are short plain ASCII: checking and copying them costs less
+    // than the UTF-8 check and the SIMD escaper's set-up.
+    if bytes.len() <= SHORT
+        && bytes
+            .iter()
+            .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     match std::str::from_utf8(bytes) {
         Ok(s) => escape(out, s),
         Err(_) => escape(out, &String::from_utf8_lossy(bytes)),

@@ -78,8 +78,8 @@ pub struct Scratch {
     sig: Vec<u8>,
     /// Entries whose values become ECS tags.
     ecs_entries: Vec<usize>,
-    /// `tags` holds the tags made from `sig`.
-    tags_ready: bool,
+    /// The [`Mapper::id`] whose tags `tags` holds, made from `sig` (0: none yet).
+    tags_of: u64,
 }
 
 impl Scratch {
@@ -100,7 +100,13 @@ pub struct Mapper {
     ecs: bool,
     /// The plugin's own attributes, in the order they are written (see [`Attrs`]).
     attrs: Attrs,
+    /// Tells this mapper's settings from another's (clones share it): a [`Scratch`] keeps the
+    /// tags it made last only for the mapper that made them.
+    id: u64,
 }
+
+/// The next [`Mapper::id`].
+static NEXT_MAPPER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// One of the plugin's own attributes, pre-serialized: `"key":` or `"key":"value"`.
 #[derive(Debug, Clone)]
@@ -228,6 +234,7 @@ impl Mapper {
             static_tags: cfg.tags.clone(),
             ecs: cfg.ecs,
             attrs: Attrs::new(cfg),
+            id: NEXT_MAPPER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -500,7 +507,7 @@ impl Mapper {
         let mut check = Signature {
             prev: &s.sig,
             pos: 0,
-            same: s.tags_ready,
+            same: s.tags_of == self.id,
         };
         self.tag_inputs(body, &s.entries, &s.ecs_entries, own, |p| check.compare(p));
         if check.same && check.pos == s.sig.len() {
@@ -527,11 +534,15 @@ impl Mapper {
         }
         s.tags_json.clear();
         write_str(&mut s.tags_json, &s.tags);
-        s.tags_ready = true;
+        s.tags_of = self.id;
     }
 
-    /// Feeds `f` everything the tags are made from: the static tags, the raw bytes of the ECS
-    /// attributes (names and values) and the record's own tag list after a separator.
+    /// Feeds `f` everything the tags are made from besides this mapper's own settings (see
+    /// [`Mapper::id`]): the raw bytes of the ECS attributes (names and values) and, after an
+    /// empty piece, the record's own tag list. No other piece is empty.
+    ///
+    /// Only the ECS run is compared byte for byte in the usual case: the empty piece and the
+    /// length prefixes cost no call to `memcmp`.
     fn tag_inputs(
         &self,
         body: &[u8],
@@ -540,9 +551,6 @@ impl Mapper {
         own: Option<&[u8]>,
         mut f: impl FnMut(&[u8]),
     ) {
-        for t in &self.static_tags {
-            f(t.as_bytes());
-        }
         // The ECS attributes' raw key/value bytes, one piece per run of adjacent attributes
         // (FireLens writes them together, so usually one piece for all of them).
         let mut k = 0;
@@ -555,7 +563,7 @@ impl Mapper {
             f(&body[entries[first].key.0..entries[last].value.1]);
             k += 1;
         }
-        f(b"own");
+        f(b"");
         if let Some(raw) = own {
             f(raw);
         }
@@ -625,7 +633,7 @@ impl Signature<'_> {
         let len = (piece.len() as u32).to_le_bytes();
         let body = self.pos + 4;
         self.same = self.prev.get(self.pos..body) == Some(&len[..])
-            && self.prev.get(body..body + piece.len()) == Some(piece);
+            && (piece.is_empty() || self.prev.get(body..body + piece.len()) == Some(piece));
         self.pos = body + piece.len();
     }
 }

@@ -324,6 +324,32 @@ fn tags_follow_each_record_when_the_scratch_is_reused() {
 }
 
 #[test]
+fn scratch_shared_between_mappers_keeps_each_ones_tags() {
+    // The same record through two instances with different dd_tags, one Scratch between
+    // them: each record gets its own instance's tags, not the ones made last.
+    let a = Mapper::new(&cfg(&[("provider", "ecs"), ("dd_tags", "env:a")]));
+    let b = Mapper::new(&cfg(&[("provider", "ecs"), ("dd_tags", "env:b")]));
+    let body = enc(&obj(&[("container_name", s("/c")), ("log", s("x"))]));
+    let rec = Record {
+        time: T0,
+        meta: &[],
+        body: &body,
+    };
+    let mut shared = Scratch::default();
+    for (m, want) in [
+        (&a, "env:a"),
+        (&b, "env:b"),
+        (&a, "env:a"),
+        (&a.clone(), "env:a"),
+    ] {
+        let mut out = Vec::new();
+        m.write(&rec, TAG, &mut shared, &mut out);
+        let o = parse_checked(&out);
+        assert_eq!(o["ddtags"], format!("container_name:c,{want}"));
+    }
+}
+
+#[test]
 fn ecs_remap_follows_fluent_bit_4_1() {
     let c = cfg(&[("provider", "ecs"), ("json_date_key", "off")]);
     let arn = "arn:aws:ecs:ap-northeast-1:123456789012:task/prod/cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e";

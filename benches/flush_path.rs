@@ -7,7 +7,8 @@
 //!   alone, the physical floor;
 //! * peak heap bytes during one flush relative to the chunk's size (counting allocator).
 //!
-//! Timings are the median of several runs; compare ratios taken in one run.
+//! Timings are the median of several samples of at least 20 ms each; compare ratios taken
+//! in one run.
 
 #[path = "../tests/conformance_host/host.rs"]
 mod host;
@@ -71,13 +72,21 @@ fn config() -> Config {
     .expect("bench config")
 }
 
-/// Median seconds of `runs` runs of `f`.
+/// Median seconds per call of `f` over `runs` samples. Each sample repeats `f` for at least
+/// 20 ms (a fixture is read in well under a millisecond), so that one preemption or timer
+/// tick does not decide a figure; the first call, untimed, warms caches and buffers.
 fn median(runs: usize, mut f: impl FnMut()) -> f64 {
+    let first = Instant::now();
+    f();
+    let once = first.elapsed().as_secs_f64().max(1e-6);
+    let reps = (0.02 / once).ceil().max(1.0) as usize;
     let mut t: Vec<f64> = (0..runs)
         .map(|_| {
             let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
+            for _ in 0..reps {
+                f();
+            }
+            s.elapsed().as_secs_f64() / reps as f64
         })
         .collect();
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -13,7 +13,7 @@
 //!   passes the last instance's context to every ExitCtx, so an unknown or already closed
 //!   token shuts down every instance still open.
 //!
-//! Every export runs inside [`guard`]: a panic becomes a return code, never an unwind into C.
+//! Every export runs inside `guard`: a panic becomes a return code, never an unwind into C.
 
 use crate::bindings::{
     FLB_PROXY_GOLANG, FLB_PROXY_OUTPUT_PLUGIN, flb_plugin_proxy_def, flbgo_output_plugin,

@@ -5,7 +5,7 @@
 //! - json-escape-simd (sonic-rs's SIMD kernel) for most strings. It copies clean 16 or 32
 //!   byte blocks at once, but starts over after each escape, and each of those costs a
 //!   branch the CPU cannot predict: on JSON text, one every few bytes;
-//! - for strings that start like JSON text, [`escape_dense`]: it finds every quote and
+//! - for strings that start like JSON text, `escape_dense`: it finds every quote and
 //!   backslash of a 32-byte block at once (SIMD compares through `wide`, which needs no
 //!   `unsafe` here), then writes the block's pieces with fixed-size copies, one per escape,
 //!   so only the end of each block is a branch it mispredicts.
@@ -69,11 +69,11 @@ fn continue_string(out: &mut Vec<u8>, s: &str) {
     out[n] = last;
 }
 
-/// Bytes at the end of a string left to json-escape-simd by [`escape_dense`], whose copies
+/// Bytes at the end of a string left to json-escape-simd by `escape_dense`, whose copies
 /// read up to 32 bytes past the byte they start at.
 const TAIL: usize = 64;
 
-/// True for a string long enough for [`escape_dense`] with at least two quotes or
+/// True for a string long enough for `escape_dense` with at least two quotes or
 /// backslashes in its first 32 bytes, as JSON text has (`{"level":"info",...`): plain text
 /// has few and is faster with json-escape-simd's clean-block copies.
 pub fn looks_dense(s: &str) -> bool {
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(ours(&s), serde_json::to_string(&s).unwrap());
     }
 
-    /// Strings that start like JSON text (so [`escape_dense`] takes them when long enough),
+    /// Strings that start like JSON text (so `escape_dense` takes them when long enough),
     /// from an alphabet of quotes, backslashes, letters, multi-byte characters and, when
     /// `control`, control bytes.
     fn dense_text(control: bool) -> impl Strategy<Value = String> {

@@ -546,6 +546,83 @@ proptest! {
     }
 }
 
+/// A value for records that share their keys: often one of a few texts (so ECS attributes
+/// and tags repeat from record to record, as a container's do), sometimes empty or any value.
+fn shared_value() -> BoxedStrategy<Mp> {
+    prop_oneof![
+        4 => prop::sample::select(&[
+            "arn:aws:ecs:us-east-1:1:task/c/abc",
+            "arn:aws:ecs:us-east-1:1:cluster/c",
+            "/app",
+            "fam:3",
+            "x",
+        ][..])
+        .prop_map(|t| Mp::Str(t.as_bytes().to_vec())),
+        1 => Just(Mp::Str(Vec::new())),
+        2 => text().prop_map(Mp::Str),
+        2 => value(),
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(case_config(256))]
+
+    /// Records with the same keys in the same order, one after the other, are written from
+    /// the previous record's plan (`map::template`) when they can be: byte for byte what each
+    /// would be on its own, whatever changes between them (values and their kinds, a key, the
+    /// tag, OpenTelemetry metadata, the time, a message over 1 MB).
+    #[test]
+    fn records_sharing_keys_map_as_they_would_alone(
+        cfg in config(),
+        keys in prop::collection::vec(key(leaf()), 0..8),
+        rows in prop::collection::vec(
+            (
+                prop::collection::vec(shared_value(), 8),
+                prop::option::of(meta()),
+                (any::<u32>(), any::<u32>()),
+                prop::sample::select(&["app.a", "app.a", "app.b"][..]),
+                0..40u8,
+                prop::option::weighted(0.2, (any::<Index>(), key(leaf()))),
+            ),
+            1..10,
+        ),
+    ) {
+        let mapper = Mapper::new(&cfg);
+        let mut shared = Scratch::default();
+        for (values, meta, (secs, nanos), tag, big, other_key) in rows {
+            let mut pairs: Vec<(Mp, Mp)> = keys.iter().cloned().zip(values).collect();
+            if let Some((at, k)) = other_key
+                && !pairs.is_empty()
+            {
+                // Now and then one key differs (often a name of the same length).
+                let at = at.index(pairs.len());
+                pairs[at].0 = k;
+            }
+            if big == 0 && !pairs.is_empty() {
+                // Now and then a value over 1 MB, to be cut.
+                pairs[0].1 = Mp::Str(vec![b'"'; 600_000]);
+            }
+            let mut body = Vec::new();
+            enc_into(&Mp::Map(pairs), &mut body);
+            let mut meta_bytes = Vec::new();
+            if let Some(m) = &meta {
+                enc_into(m, &mut meta_bytes);
+            }
+            let rec = decode::Record {
+                time: decode::Timestamp { secs: secs as i64, nanos: nanos % 1_000_000_000 },
+                meta: &meta_bytes,
+                body: &body,
+            };
+            let (mut with_plan, mut alone) = (b"[{},".to_vec(), b"[{},".to_vec());
+            let r1 = mapper.write(&rec, tag, &mut shared, &mut with_plan);
+            let r2 = mapper.write(&rec, tag, &mut Scratch::default(), &mut alone);
+            prop_assert_eq!(r1, r2);
+            prop_assert_eq!(show(&with_plan), show(&alone));
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(case_config(16))]
 

@@ -324,6 +324,41 @@ fn tags_follow_each_record_when_the_scratch_is_reused() {
 }
 
 #[test]
+fn records_of_one_container_are_written_from_the_plan() {
+    // FireLens records of one container: from the third on (the second confirms the tags),
+    // each is written from the previous one's plan, as it would be on its own.
+    let m = Mapper::new(&cfg(&[("provider", "ecs"), ("dd_tags", "env:a")]));
+    let mut shared = Scratch::default();
+    for n in 0..5 {
+        let body = enc(&obj(&[
+            ("container_name", s("/app")),
+            ("ecs_cluster", s("arn:aws:ecs:us-east-1:1:cluster/c")),
+            (
+                "log",
+                s(&format!("{{\"n\":{n},\"msg\":\"{}\"}}", "x".repeat(n * 40))),
+            ),
+            ("source", if n == 3 { M::UInt(2) } else { s("stdout") }),
+        ]));
+        let rec = Record {
+            time: Timestamp {
+                secs: 1_700_000_000 + n as i64,
+                nanos: 0,
+            },
+            meta: &[],
+            body: &body,
+        };
+        let (mut planned, mut alone) = (Vec::new(), Vec::new());
+        m.write(&rec, TAG, &mut shared, &mut planned);
+        m.write(&rec, TAG, &mut Scratch::default(), &mut alone);
+        assert_eq!(
+            String::from_utf8_lossy(&planned),
+            String::from_utf8_lossy(&alone)
+        );
+    }
+    assert_eq!(shared.template.hits, 3);
+}
+
+#[test]
 fn scratch_shared_between_mappers_keeps_each_ones_tags() {
     // The same record through two instances with different dd_tags, one Scratch between
     // them: each record gets its own instance's tags, not the ones made last.

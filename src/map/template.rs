@@ -1,0 +1,182 @@
+//! Records shaped like the one before: written from a plan, not worked out again.
+//!
+//! The records of a chunk usually come from one container: the same keys in the same order,
+//! the same ECS metadata, only the time and the values change. Their objects then differ only
+//! in those, so once a record has been mapped the general way ([`Mapper::write_decoded`]),
+//! its object is kept as a [`Template`]: the literal bytes (braces, keys, the plugin's own
+//! attributes, the tags) with slots cut out where the date and the values went. The next
+//! record is checked against it (its keys, byte for byte; its ECS attributes, as for the tag
+//! reuse; no OpenTelemetry fields) and, if it matches, written by copying the literal pieces
+//! and filling the slots, with the same functions, so the object is byte for byte what the
+//! general way would write. Whatever the plan cannot answer for goes the general way.
+
+use super::{
+    MAX_LOG_BYTES, Mapper, Scratch, Signature, otlp_fields, write_i64, write_str, write_value,
+};
+use crate::decode::{Reader, Record};
+
+/// The plan made from the last record mapped the general way (see the module doc).
+#[derive(Debug, Default)]
+pub(super) struct Template {
+    /// The [`Mapper::id`] it was made by; 0 when there is no plan.
+    mapper: u64,
+    /// The tag the record came with (written as an attribute when `include_tag_key` is on).
+    tag: Vec<u8>,
+    /// Every entry's raw key bytes, end to end, and where each ends.
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
+    /// Entries whose values became ECS tags.
+    ecs: Vec<usize>,
+    /// The object's bytes with the slots cut out.
+    text: Vec<u8>,
+    /// Each slot: where it goes in `text`, and what fills it.
+    slots: Vec<(usize, Slot)>,
+    /// Records written from a plan so far (for the tests).
+    pub(super) hits: u64,
+}
+
+/// What the general way wrote in one place of an object that depends on more than the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Slot {
+    /// The record's time (`json_date_key`).
+    Date,
+    /// The value of this entry as the message.
+    Message(usize),
+    /// The value of this entry.
+    Value(usize),
+}
+
+/// Where the general way wrote each slot of the current object, to make a [`Template`].
+#[derive(Debug, Default)]
+pub(super) struct Marks {
+    /// Start and end in the output, and the slot.
+    spots: Vec<(usize, usize, Slot)>,
+}
+
+impl Marks {
+    /// Forgets the previous record's.
+    pub(super) fn clear(&mut self) {
+        self.spots.clear();
+    }
+
+    /// Notes that `out[start..end]` was written for `slot`.
+    pub(super) fn note(&mut self, start: usize, end: usize, slot: Slot) {
+        self.spots.push((start, end, slot));
+    }
+}
+
+impl Template {
+    /// Drops the plan (the general way is mapping a record that may change the tags).
+    pub(super) fn forget(&mut self) {
+        self.mapper = 0;
+    }
+}
+
+impl Mapper {
+    /// Makes the plan from the object just written at `out[start..]` for `rec`, whose slots
+    /// are in `s.marks`. The caller has checked that the object depends on nothing but the
+    /// keys besides those slots (see [`Mapper::write_decoded`]).
+    pub(super) fn keep_template(
+        &self,
+        rec: &Record,
+        tag: &str,
+        s: &mut Scratch,
+        out: &[u8],
+        start: usize,
+    ) {
+        let t = &mut s.template;
+        t.text.clear();
+        t.slots.clear();
+        let mut from = start;
+        for &(a, b, slot) in &s.marks.spots {
+            t.text.extend_from_slice(&out[from..a]);
+            t.slots.push((t.text.len(), slot));
+            from = b;
+        }
+        t.text.extend_from_slice(&out[from..]);
+        t.keys.clear();
+        t.key_ends.clear();
+        for e in &s.entries {
+            t.keys.extend_from_slice(&rec.body[e.key.0..e.key.1]);
+            t.key_ends.push(t.keys.len());
+        }
+        t.ecs.clear();
+        t.ecs.extend_from_slice(&s.ecs_entries);
+        t.tag.clear();
+        t.tag.extend_from_slice(tag.as_bytes());
+        t.mapper = self.id;
+    }
+
+    /// Writes `rec` from the plan when it matches; false, with nothing appended, when it
+    /// does not or when the object would be over [`MAX_LOG_BYTES`] (to be cut the general
+    /// way).
+    pub(super) fn write_from_template(
+        &self,
+        rec: &Record,
+        tag: &str,
+        s: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let t = &s.template;
+        let body = rec.body;
+        if t.mapper != self.id
+            || s.entries.len() != t.key_ends.len()
+            || (self.attrs.tag.is_some() && t.tag != tag.as_bytes())
+        {
+            return false;
+        }
+        let mut from = 0;
+        for (e, &end) in s.entries.iter().zip(&t.key_ends) {
+            if body[e.key.0..e.key.1] != t.keys[from..end] {
+                return false;
+            }
+            from = end;
+        }
+        // The same bytes in the entries that made the ECS tags (so they are non-empty text
+        // again): the same tags, those of the last record, whose inputs `s.sig` holds.
+        let mut check = Signature {
+            prev: &s.sig,
+            pos: 0,
+            same: s.tags_of == self.id,
+        };
+        self.tag_inputs(body, &s.entries, &t.ecs, None, |p| check.compare(p));
+        if !(check.same && check.pos == s.sig.len()) {
+            return false;
+        }
+        let otlp = otlp_fields(rec.meta);
+        if otlp.severity_text.is_some() || otlp.trace_id.is_some() || otlp.span_id.is_some() {
+            return false;
+        }
+
+        let start = out.len();
+        s.keys.clear();
+        let mut lit = 0;
+        for &(at, slot) in &t.slots {
+            out.extend_from_slice(&t.text[lit..at]);
+            lit = at;
+            match slot {
+                Slot::Date => write_i64(out, rec.time.millis()),
+                Slot::Message(i) => {
+                    self.write_message(body, s.entries[i], out, &mut s.keys);
+                }
+                Slot::Value(i) => {
+                    let e = s.entries[i];
+                    match e.text_in(body) {
+                        Some(text) => write_str(out, text),
+                        None => {
+                            let raw = &body[e.value.0..e.value.1];
+                            write_value(&mut Reader::new(raw), out, 1, &mut s.keys, false);
+                        }
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&t.text[lit..]);
+        if out.len() - start > MAX_LOG_BYTES {
+            out.truncate(start);
+            return false;
+        }
+        s.template.hits += 1;
+        true
+    }
+}

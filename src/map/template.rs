@@ -22,9 +22,13 @@ pub(super) struct Template {
     mapper: u64,
     /// The tag the record came with (written as an attribute when `include_tag_key` is on).
     tag: Vec<u8>,
-    /// Every entry's raw key bytes, end to end, and where each ends.
+    /// How many entries the record had.
+    entries: usize,
+    /// The raw key bytes of the entries that did not make ECS tags, end to end, and for each
+    /// its entry and where its bytes end. (The others are compared with their values, as the
+    /// tags' inputs.)
     keys: Vec<u8>,
-    key_ends: Vec<usize>,
+    key_ends: Vec<(usize, usize)>,
     /// Entries whose values became ECS tags.
     ecs: Vec<usize>,
     /// The object's bytes with the slots cut out.
@@ -94,11 +98,14 @@ impl Mapper {
             from = b;
         }
         t.text.extend_from_slice(&out[from..]);
+        t.entries = s.entries.len();
         t.keys.clear();
         t.key_ends.clear();
-        for e in &s.entries {
-            t.keys.extend_from_slice(&rec.body[e.key.0..e.key.1]);
-            t.key_ends.push(t.keys.len());
+        for (i, e) in s.entries.iter().enumerate() {
+            if !s.ecs_entries.contains(&i) {
+                t.keys.extend_from_slice(&rec.body[e.key.0..e.key.1]);
+                t.key_ends.push((i, t.keys.len()));
+            }
         }
         t.ecs.clear();
         t.ecs.extend_from_slice(&s.ecs_entries);
@@ -120,20 +127,22 @@ impl Mapper {
         let t = &s.template;
         let body = rec.body;
         if t.mapper != self.id
-            || s.entries.len() != t.key_ends.len()
+            || s.entries.len() != t.entries
             || (self.attrs.tag.is_some() && t.tag != tag.as_bytes())
         {
             return false;
         }
         let mut from = 0;
-        for (e, &end) in s.entries.iter().zip(&t.key_ends) {
-            if body[e.key.0..e.key.1] != t.keys[from..end] {
+        for &(i, end) in &t.key_ends {
+            let e = s.entries[i];
+            if !same_bytes(&body[e.key.0..e.key.1], &t.keys[from..end]) {
                 return false;
             }
             from = end;
         }
-        // The same bytes in the entries that made the ECS tags (so they are non-empty text
-        // again): the same tags, those of the last record, whose inputs `s.sig` holds.
+        // The same bytes, keys and values, in the entries that made the ECS tags (so they
+        // are non-empty text again): the same tags, those of the last record, whose inputs
+        // `s.sig` holds.
         let mut check = Signature {
             prev: &s.sig,
             pos: 0,
@@ -178,5 +187,43 @@ impl Mapper {
         }
         s.template.hits += 1;
         true
+    }
+}
+
+/// `a == b` for the short slices keys are, without a call to `memcmp`: slices of 4 to 16
+/// bytes are compared as two overlapping words.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word8 =
+        |x: &[u8], at: usize| u64::from_le_bytes(x[at..at + 8].try_into().unwrap_or([0; 8]));
+    let word4 =
+        |x: &[u8], at: usize| u32::from_le_bytes(x[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        for n in 0..20usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same_bytes(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "{n} bytes, differing at {at}");
+            }
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
     }
 }

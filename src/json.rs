@@ -81,20 +81,21 @@ pub fn looks_dense(s: &str) -> bool {
     if b.len() < 2 * TAIL {
         return false;
     }
-    let (q1, _) = block_masks(&b[..16]);
-    let (q2, _) = block_masks(&b[16..32]);
+    let (q1, _, _) = block_masks(&b[..16]);
+    let (q2, _, _) = block_masks(&b[16..32]);
     (q1 | q2 << 16).count_ones() >= 2
 }
 
-/// For 16 bytes: a bit for each `"` or `\`, and a bit for each control byte (below 0x20).
+/// For 16 bytes: a bit for each `"` or `\`, for each control byte (below 0x20) and for each
+/// byte that is not ASCII.
 #[inline(always)]
-fn block_masks(b: &[u8]) -> (u32, u32) {
+fn block_masks(b: &[u8]) -> (u32, u32, u32) {
     let mut a = [0u8; 16];
     a.copy_from_slice(&b[..16]);
     let v = u8x16::new(a);
     let slash = v.simd_eq(u8x16::splat(b'"')) | v.simd_eq(u8x16::splat(b'\\'));
     let control = v.min(u8x16::splat(0x1f)).simd_eq(v);
-    (slash.to_bitmask(), control.to_bitmask())
+    (slash.to_bitmask(), control.to_bitmask(), v.to_bitmask())
 }
 
 /// Escapes `s` (at least `2 * TAIL` bytes) a 32-byte block at a time, and its last
@@ -119,8 +120,8 @@ fn escape_dense(out: &mut Vec<u8>, s: &str) {
     while i < end {
         let len = (end - i).min(32);
         let valid = if len == 32 { u32::MAX } else { (1 << len) - 1 };
-        let (s1, c1) = block_masks(&b[i..i + 16]);
-        let (s2, c2) = block_masks(&b[i + 16..i + 32]);
+        let (s1, c1, _) = block_masks(&b[i..i + 16]);
+        let (s2, c2, _) = block_masks(&b[i + 16..i + 32]);
         if (c1 | c2 << 16) & valid != 0 {
             let need = j + 6 * 32 + 2 * (end - i) + 96;
             if out.len() < need {
@@ -185,17 +186,31 @@ fn escape_byte(out: &mut [u8], j: usize, c: u8) -> usize {
 }
 
 /// Strings up to this long that need no escaping are copied as they are (see [`write_str`]).
-const SHORT: usize = 24;
+const SHORT: usize = 32;
+
+/// True when `b` (at most [`SHORT`] bytes) is ASCII with nothing to escape: checked as one
+/// or two 16-byte blocks (overlapping, or padded with a letter).
+#[inline]
+fn plain_short(b: &[u8]) -> bool {
+    let n = b.len();
+    let clean = |block: &[u8]| {
+        let (slash, control, non_ascii) = block_masks(block);
+        slash | control | non_ascii == 0
+    };
+    if n >= 16 {
+        clean(&b[..16]) && clean(&b[n - 16..])
+    } else {
+        let mut padded = [b'a'; 16];
+        padded[..n].copy_from_slice(b);
+        clean(&padded)
+    }
+}
 
 /// Appends bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
 pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
     // Most keys and many values are short plain ASCII: checking and copying them costs less
     // than the UTF-8 check and the SIMD escaper's set-up.
-    if bytes.len() <= SHORT
-        && bytes
-            .iter()
-            .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if bytes.len() <= SHORT && plain_short(bytes) {
         out.reserve(bytes.len() + 2);
         out.push(b'"');
         out.extend_from_slice(bytes);
@@ -274,6 +289,24 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, b"abcdefgh\"\xe2\x9c\x93\n\xe2\x9c");
         assert_eq!(out, "\"abcdefgh\\\"✓\\n\u{fffd}\"".as_bytes());
+    }
+
+    #[test]
+    fn short_strings_with_one_special_byte_anywhere() {
+        // The short path checks one or two 16-byte blocks: every length up to SHORT and
+        // beyond, one byte to escape (or not ASCII) at each position.
+        for n in 1..=SHORT + 2 {
+            for at in 0..n {
+                for special in [0x00, 0x1f, b'"', b'\\', 0x7f, 0x80, 0xc3, 0xff, b' '] {
+                    let mut b = vec![b'k'; n];
+                    b[at] = special;
+                    let mut out = Vec::new();
+                    write_str(&mut out, &b);
+                    let expected = serde_json::to_vec(&String::from_utf8_lossy(&b)).unwrap();
+                    assert_eq!(out, expected, "{n} bytes, {special:#x} at {at}");
+                }
+            }
+        }
     }
 
     #[test]

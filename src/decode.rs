@@ -589,11 +589,22 @@ pub fn map_entries(map: &[u8], out: &mut Vec<Entry>) -> Result<(), Error> {
 /// its pairs into `out`; a value that is not a map yields no pairs.
 fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
     out.clear();
-    let n = match r.read()? {
-        Value::Map(n) => n,
-        _ => return Ok(()),
+    let n = match r.buf.get(r.pos) {
+        Some(&m @ 0x80..=0x8f) => {
+            r.pos += 1;
+            (m & 0x0f) as u32
+        }
+        _ => match r.read()? {
+            Value::Map(n) => n,
+            _ => return Ok(()),
+        },
     };
     for _ in 0..n {
+        if let Some(e) = string_pair(r.buf, r.pos) {
+            r.pos = e.value.1;
+            out.push(e);
+            continue;
+        }
         let k = r.position();
         let name = read_text(r)?;
         let v = r.position();
@@ -606,6 +617,31 @@ fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// The usual pair of a log record, a fixstr key and a fixstr or str8 value, read straight
+/// from the bytes at `k`; `None` for anything else (or a pair cut short), which
+/// [`entries_of`] reads the general way.
+#[inline(always)]
+fn string_pair(buf: &[u8], k: usize) -> Option<Entry> {
+    let &m @ 0xa0..=0xbf = buf.get(k)? else {
+        return None;
+    };
+    let v = k + 1 + (m & 0x1f) as usize;
+    let (t, end) = match *buf.get(v..v + 2)? {
+        [h @ 0xa0..=0xbf, _] => (v + 1, v + 1 + (h & 0x1f) as usize),
+        [0xd9, len] => (v + 2, v + 2 + len as usize),
+        _ => return None,
+    };
+    if end > buf.len() {
+        return None;
+    }
+    Some(Entry {
+        key: (k, v),
+        value: (v, end),
+        name: Some((k + 1, v)),
+        text: Some((t, end)),
+    })
 }
 
 /// Reads one whole value; returns the range of its bytes when it is a str or bin.
@@ -786,6 +822,82 @@ mod tests {
                 n += 1;
             }
             assert_eq!(n, plain.len());
+        }
+    }
+
+    /// The pairs of a map read with the general reader only: what [`map_entries`] must list.
+    fn entries_by_reader(map: &[u8]) -> Result<Vec<Entry>, Error> {
+        let mut r = Reader::new(map);
+        let Value::Map(n) = r.read()? else {
+            return Ok(Vec::new());
+        };
+        let text = |raw: &[u8], at: usize| match Reader::new(raw).read() {
+            Ok(Value::Str(b) | Value::Bin(b)) => Some((at + raw.len() - b.len(), at + raw.len())),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let k = r.position();
+            let key = r.raw_value()?;
+            let v = r.position();
+            let value = r.raw_value()?;
+            out.push(Entry {
+                key: (k, v),
+                value: (v, r.position()),
+                name: text(key, k),
+                text: text(value, v),
+            });
+        }
+        Ok(out)
+    }
+
+    proptest::proptest! {
+        /// The string-pair fast path lists the same entries as the general reader, for maps
+        /// of short and str8 strings, other values, and bytes cut off anywhere.
+        #[test]
+        fn map_entries_match_the_general_reader(
+            pairs in proptest::collection::vec(
+                (0..6usize, 0..300usize, 0..6usize, 0..300usize),
+                0..12,
+            ),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let value = |kind: usize, len: usize, out: &mut Vec<u8>| match kind {
+                0 => {
+                    let len = len % 32;
+                    out.push(0xa0 | len as u8);
+                    out.extend(std::iter::repeat_n(b'x', len));
+                }
+                1 => {
+                    let len = len % 256;
+                    out.extend([0xd9, len as u8]);
+                    out.extend(std::iter::repeat_n(b'y', len));
+                }
+                2 => {
+                    out.extend([0xda, (len >> 8) as u8, len as u8]);
+                    out.extend(std::iter::repeat_n(b'w', len));
+                }
+                3 => out.extend([0xc4, 1, 0xff]),
+                4 => out.extend([0x92, 0x01, 0xa1, b'z']),
+                _ => out.push(0xc0),
+            };
+            let mut map = vec![0xde, 0, pairs.len() as u8];
+            if pairs.len() < 16 {
+                map = vec![0x80 | pairs.len() as u8];
+            }
+            for &(kk, kl, vk, vl) in &pairs {
+                value(kk, kl, &mut map);
+                value(vk, vl, &mut map);
+            }
+            for m in [&map[..], &map[..cut.index(map.len() + 1)]] {
+                let mut listed = Vec::new();
+                let fast = map_entries(m, &mut listed).map(|()| listed);
+                let general = entries_by_reader(m);
+                proptest::prop_assert_eq!(fast.is_ok(), general.is_ok());
+                if let (Ok(a), Ok(b)) = (fast, general) {
+                    proptest::prop_assert_eq!(a, b);
+                }
+            }
         }
     }
 

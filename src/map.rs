@@ -275,7 +275,9 @@ impl Mapper {
         if self.write_from_template(rec, tag, s, out) {
             return Mapped::Written { truncated: false };
         }
-        // The general way, which may change the tags: the plan is made again after it.
+        // The general way, which may change the tags: the plan is dropped first, as a plan is
+        // only valid while `s.sig` and `s.tags` are those of the record it was made from
+        // (anything else that remakes the tags must drop it too), and made again after it.
         s.template.forget();
         s.marks.clear();
         let start = out.len();

@@ -8,7 +8,12 @@
 //! record is checked against it (its keys, byte for byte; its ECS attributes, as for the tag
 //! reuse; no OpenTelemetry fields) and, if it matches, written by copying the literal pieces
 //! and filling the slots, with the same functions, so the object is byte for byte what the
-//! general way would write. Whatever the plan cannot answer for goes the general way.
+//! general way would write. Whatever the plan cannot answer for goes the general way (an
+//! object over 1 MB too, written twice then: once here, then cut the general way).
+//!
+//! A plan holds the tags' JSON of the record it was made from, so it is valid only while the
+//! scratch's tags and their inputs (`Scratch::sig`) are still that record's: the general way
+//! drops it before it may remake them.
 
 use super::{
     MAX_LOG_BYTES, Mapper, Scratch, Signature, otlp_fields, write_i64, write_str, write_value,

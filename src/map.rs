@@ -275,10 +275,7 @@ impl Mapper {
         if self.write_from_template(rec, tag, s, out) {
             return Mapped::Written { truncated: false };
         }
-        // The general way, which may change the tags: the plan is dropped first, as a plan is
-        // only valid while `s.sig` and `s.tags` are those of the record it was made from
-        // (anything else that remakes the tags must drop it too), and made again after it.
-        s.template.forget();
+        // The general way.
         s.marks.clear();
         let start = out.len();
         let body = rec.body;
@@ -347,6 +344,11 @@ impl Mapper {
             &body[e.value.0..e.value.1]
         });
         let same_tags = self.collect_tags(body, s, own);
+        if !same_tags {
+            // A plan holds the tags of the record it was made from, and is valid only while
+            // `s.sig` and `s.tags` are still that record's: whatever remakes them drops it.
+            s.template.forget();
+        }
         // Left out when the date or tag attribute took the name (see `Attrs`).
         let ddtags_taken = (a.date_is_ddtags && a.date.is_some() && !present.date)
             || (a.tag_is_ddtags && a.tag.is_some() && !present.tag);
@@ -409,11 +411,16 @@ impl Mapper {
 
         let size = out.len() - start;
         if size <= MAX_LOG_BYTES {
-            // A plan for the next records when nothing here depended on more than the keys,
-            // the date and the values (see `template`): the tags were the previous record's
-            // (a run of records from one container), and no tag list or OpenTelemetry field
-            // of the record's own was read.
-            if same_tags && no_otlp && !present.ddtags_key && !present.ecs_kept {
+            // A plan for the next records, when one is wanted (none, or it stopped matching)
+            // and nothing here depended on more than the keys, the date and the values (see
+            // `template`): the tags were the previous record's (a run of records from one
+            // container), and no tag list or OpenTelemetry field of the record's own was read.
+            if same_tags
+                && no_otlp
+                && !present.ddtags_key
+                && !present.ecs_kept
+                && s.template.wanted(self.id)
+            {
                 self.keep_template(rec, tag, s, out, start);
             }
             return Mapped::Written { truncated: false };

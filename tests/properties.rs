@@ -578,20 +578,28 @@ proptest! {
         keys in prop::collection::vec(key(leaf()), 0..8),
         rows in prop::collection::vec(
             (
-                prop::collection::vec(shared_value(), 8),
+                // A new value for each key, or (None) the previous record's, so that runs of
+                // records share their ECS values and tags, as a container's do.
+                prop::collection::vec(prop::option::weighted(0.3, shared_value()), 8),
                 prop::option::of(meta()),
                 (any::<u32>(), any::<u32>()),
                 prop::sample::select(&["app.a", "app.a", "app.b"][..]),
                 0..40u8,
                 prop::option::weighted(0.2, (any::<Index>(), key(leaf()))),
             ),
-            1..10,
+            1..16,
         ),
     ) {
         let mapper = Mapper::new(&cfg);
         let mut shared = Scratch::default();
+        let mut last: Vec<Mp> = vec![Mp::Str(b"/app".to_vec()); 8];
         for (values, meta, (secs, nanos), tag, big, other_key) in rows {
-            let mut pairs: Vec<(Mp, Mp)> = keys.iter().cloned().zip(values).collect();
+            for (l, v) in last.iter_mut().zip(values) {
+                if let Some(v) = v {
+                    *l = v;
+                }
+            }
+            let mut pairs: Vec<(Mp, Mp)> = keys.iter().cloned().zip(last.iter().cloned()).collect();
             if let Some((at, k)) = other_key
                 && !pairs.is_empty()
             {

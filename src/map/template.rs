@@ -13,7 +13,9 @@
 //!
 //! A plan holds the tags' JSON of the record it was made from, so it is valid only while the
 //! scratch's tags and their inputs (`Scratch::sig`) are still that record's: the general way
-//! drops it before it may remake them.
+//! drops it when it remakes them. A record that does not match leaves the plan in place (a
+//! container's odd line does not cost the next lines their plan); after [`REPLACE_AFTER`]
+//! such records in a row, the next record mapped the general way becomes the plan.
 
 use super::{
     MAX_LOG_BYTES, Mapper, Scratch, Signature, otlp_fields, write_i64, write_str, write_value,
@@ -42,7 +44,14 @@ pub(super) struct Template {
     slots: Vec<(usize, Slot)>,
     /// Records written from a plan so far (for the tests).
     pub(super) hits: u64,
+    /// Records in a row the plan did not match (see [`Template::wanted`]).
+    misses: u32,
 }
+
+/// A plan that has not matched this many records in a row is replaced by the next one the
+/// general way maps: the records changed shape (a new kind of line), or never settle on one
+/// (then this bounds the cost of making plans to one in this many records).
+const REPLACE_AFTER: u32 = 8;
 
 /// What the general way wrote in one place of an object that depends on more than the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +84,15 @@ impl Marks {
 }
 
 impl Template {
-    /// Drops the plan (the general way is mapping a record that may change the tags).
+    /// Drops the plan: the general way has remade the tags, which it holds.
     pub(super) fn forget(&mut self) {
         self.mapper = 0;
+    }
+
+    /// True when a record the general way just mapped (for `mapper`) should become the plan:
+    /// there is none, or it stopped matching.
+    pub(super) fn wanted(&self, mapper: u64) -> bool {
+        self.mapper != mapper || self.misses >= REPLACE_AFTER
     }
 }
 
@@ -117,24 +132,15 @@ impl Mapper {
         t.tag.clear();
         t.tag.extend_from_slice(tag.as_bytes());
         t.mapper = self.id;
+        t.misses = 0;
     }
 
-    /// Writes `rec` from the plan when it matches; false, with nothing appended, when it
-    /// does not or when the object would be over [`MAX_LOG_BYTES`] (to be cut the general
-    /// way).
-    pub(super) fn write_from_template(
-        &self,
-        rec: &Record,
-        tag: &str,
-        s: &mut Scratch,
-        out: &mut Vec<u8>,
-    ) -> bool {
+    /// True when `rec` has the keys, tag inputs and tag of the plan's record, and no
+    /// OpenTelemetry fields (the plan is this mapper's).
+    fn template_matches(&self, rec: &Record, tag: &str, s: &Scratch) -> bool {
         let t = &s.template;
         let body = rec.body;
-        if t.mapper != self.id
-            || s.entries.len() != t.entries
-            || (self.attrs.tag.is_some() && t.tag != tag.as_bytes())
-        {
+        if s.entries.len() != t.entries || (self.attrs.tag.is_some() && t.tag != tag.as_bytes()) {
             return false;
         }
         let mut from = 0;
@@ -162,6 +168,28 @@ impl Mapper {
             return false;
         }
 
+        true
+    }
+
+    /// Writes `rec` from the plan when it matches; false, with nothing appended, when it
+    /// does not or when the object would be over [`MAX_LOG_BYTES`] (to be cut the general
+    /// way).
+    pub(super) fn write_from_template(
+        &self,
+        rec: &Record,
+        tag: &str,
+        s: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if s.template.mapper != self.id {
+            return false;
+        }
+        if !self.template_matches(rec, tag, s) {
+            s.template.misses += 1;
+            return false;
+        }
+        let t = &s.template;
+        let body = rec.body;
         let start = out.len();
         s.keys.clear();
         let mut lit = 0;
@@ -191,6 +219,7 @@ impl Mapper {
             return false;
         }
         s.template.hits += 1;
+        s.template.misses = 0;
         true
     }
 }

@@ -359,6 +359,42 @@ fn records_of_one_container_are_written_from_the_plan() {
 }
 
 #[test]
+fn an_odd_record_keeps_the_plan_and_a_new_shape_replaces_it() {
+    let m = Mapper::new(&cfg(&[("provider", "ecs")]));
+    let mut shared = Scratch::default();
+    let mut write = |pairs: &[(&str, M)]| {
+        let body = enc(&obj(pairs));
+        let rec = Record {
+            time: T0,
+            meta: &[],
+            body: &body,
+        };
+        let (mut planned, mut alone) = (Vec::new(), Vec::new());
+        m.write(&rec, TAG, &mut shared, &mut planned);
+        m.write(&rec, TAG, &mut Scratch::default(), &mut alone);
+        assert_eq!(
+            String::from_utf8_lossy(&planned),
+            String::from_utf8_lossy(&alone)
+        );
+        shared.template.hits
+    };
+    fn line(k: &str) -> [(&str, M); 2] {
+        [("container_name", s("/a")), (k, s("x"))]
+    }
+    write(&line("log"));
+    write(&line("log"));
+    assert_eq!(write(&line("log")), 1);
+    // One line of another shape goes the general way; the plan stays for the next ones.
+    write(&line("msg"));
+    assert_eq!(write(&line("log")), 2);
+    // A new shape for good: the record of the eighth miss in a row becomes the plan.
+    for _ in 0..8 {
+        assert_eq!(write(&line("msg")), 2);
+    }
+    assert_eq!(write(&line("msg")), 3);
+}
+
+#[test]
 fn scratch_shared_between_mappers_keeps_each_ones_tags() {
     // The same record through two instances with different dd_tags, one Scratch between
     // them: each record gets its own instance's tags, not the ones made last.

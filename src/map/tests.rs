@@ -312,15 +312,21 @@ fn tags_follow_each_record_when_the_scratch_is_reused() {
             meta: &[],
             body: &body,
         };
-        let (mut reused, mut fresh) = (Vec::new(), Vec::new());
-        m.write(&rec, TAG, &mut shared, &mut reused);
-        m.write(&rec, TAG, &mut Scratch::default(), &mut fresh);
-        assert_eq!(
-            String::from_utf8_lossy(&reused),
-            String::from_utf8_lossy(&fresh),
-            "record {n}"
-        );
+        same_as_alone(&m, &rec, &mut shared, &format!("record {n}"));
     }
+}
+
+/// Maps `rec` with `shared` (which may hold tags and a plan from earlier records) and with a
+/// fresh Scratch, and checks the objects are the same bytes.
+fn same_as_alone(m: &Mapper, rec: &Record, shared: &mut Scratch, what: &str) {
+    let (mut reused, mut fresh) = (Vec::new(), Vec::new());
+    m.write(rec, TAG, shared, &mut reused);
+    m.write(rec, TAG, &mut Scratch::default(), &mut fresh);
+    assert_eq!(
+        String::from_utf8_lossy(&reused),
+        String::from_utf8_lossy(&fresh),
+        "{what}"
+    );
 }
 
 #[test]
@@ -347,13 +353,7 @@ fn records_of_one_container_are_written_from_the_plan() {
             meta: &[],
             body: &body,
         };
-        let (mut planned, mut alone) = (Vec::new(), Vec::new());
-        m.write(&rec, TAG, &mut shared, &mut planned);
-        m.write(&rec, TAG, &mut Scratch::default(), &mut alone);
-        assert_eq!(
-            String::from_utf8_lossy(&planned),
-            String::from_utf8_lossy(&alone)
-        );
+        same_as_alone(&m, &rec, &mut shared, &format!("record {n}"));
     }
     assert_eq!(shared.template.hits, 3);
 }
@@ -369,13 +369,7 @@ fn an_odd_record_keeps_the_plan_and_a_new_shape_replaces_it() {
             meta: &[],
             body: &body,
         };
-        let (mut planned, mut alone) = (Vec::new(), Vec::new());
-        m.write(&rec, TAG, &mut shared, &mut planned);
-        m.write(&rec, TAG, &mut Scratch::default(), &mut alone);
-        assert_eq!(
-            String::from_utf8_lossy(&planned),
-            String::from_utf8_lossy(&alone)
-        );
+        same_as_alone(&m, &rec, &mut shared, "");
         shared.template.hits
     };
     fn line(k: &str) -> [(&str, M); 2] {

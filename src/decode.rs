@@ -619,45 +619,49 @@ fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The usual pair of a log record, a fixstr key and a fixstr or str8 value, read straight
+/// The usual pair of a log record, a fixstr or str8 key and value, read straight
 /// from the bytes at `k`; `None` for anything else (or a pair cut short), which
 /// [`entries_of`] reads the general way.
 #[inline(always)]
 fn string_pair(buf: &[u8], k: usize) -> Option<Entry> {
-    let &m @ 0xa0..=0xbf = buf.get(k)? else {
-        return None;
-    };
-    let v = k + 1 + (m & 0x1f) as usize;
-    let (t, end) = match *buf.get(v..v + 2)? {
-        [h @ 0xa0..=0xbf, _] => (v + 1, v + 1 + (h & 0x1f) as usize),
-        [0xd9, len] => (v + 2, v + 2 + len as usize),
-        _ => return None,
-    };
+    let (name, v) = short_str(buf, k)?;
+    let (text, end) = short_str(buf, v)?;
     if end > buf.len() {
         return None;
     }
     Some(Entry {
         key: (k, v),
         value: (v, end),
-        name: Some((k + 1, v)),
-        text: Some((t, end)),
+        name: Some((name, v)),
+        text: Some((text, end)),
     })
+}
+
+/// Where the text of a fixstr or str8 at `buf[at..]` starts and ends (the end is not checked
+/// against the buffer); `None` for any other value. The strings of log records are nearly
+/// all of these two kinds.
+#[inline(always)]
+fn short_str(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let (start, len) = match *buf.get(at..)? {
+        [m @ 0xa0..=0xbf, ..] => (at + 1, (m & 0x1f) as usize),
+        [0xd9, n, ..] => (at + 2, n as usize),
+        _ => return None,
+    };
+    Some((start, start + len))
 }
 
 /// Reads one whole value; returns the range of its bytes when it is a str or bin.
 #[inline(always)]
 fn read_text(r: &mut Reader<'_>) -> Result<Option<(usize, usize)>, Error> {
     // Most keys and values of log records are short strings: read those headers directly.
-    let (start, len) = match r.buf.get(r.pos..) {
-        Some(&[m @ 0xa0..=0xbf, ..]) => (r.pos + 1, (m & 0x1f) as usize),
-        Some(&[0xd9, n, ..]) => (r.pos + 2, n as usize),
-        _ => return read_text_slow(r),
+    let Some((start, end)) = short_str(r.buf, r.pos) else {
+        return read_text_slow(r);
     };
-    if start + len > r.buf.len() {
+    if end > r.buf.len() {
         return Err(Error::Truncated);
     }
-    r.pos = start + len;
-    Ok(Some((start, r.pos)))
+    r.pos = end;
+    Ok(Some((start, end)))
 }
 
 /// [`read_text`] for any value.

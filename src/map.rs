@@ -398,12 +398,8 @@ impl Mapper {
                 s.marks.note(v0, out.len(), Slot::Message(i));
                 continue;
             }
-            if let Some(text) = e.text_in(body) {
-                write_str(out, text);
+            if write_entry_value(body, e, out, &mut s.keys) {
                 s.strings.push((v0, out.len()));
-            } else {
-                let raw = &body[e.value.0..e.value.1];
-                write_value(&mut Reader::new(raw), out, 1, &mut s.keys, false);
             }
             s.marks.note(v0, out.len(), Slot::Value(i));
         }
@@ -469,7 +465,6 @@ impl Mapper {
     fn scan(&self, body: &[u8], s: &mut Scratch) -> Present {
         let mut p = Present::default();
         let mut seen_ecs = [false; ECS_KEYS.len()];
-        let mut seen_ddtags = false;
         s.ecs_entries.clear();
         for (i, e) in s.entries.iter().enumerate() {
             let Some(k) = e.name_in(body) else {
@@ -505,8 +500,7 @@ impl Mapper {
                     None
                 }
                 b"ddtags" => {
-                    p.ddtags_key = true;
-                    if std::mem::replace(&mut seen_ddtags, true) {
+                    if std::mem::replace(&mut p.ddtags_key, true) {
                         // A duplicate: the first ddtags wins, whatever became of it.
                         s.skip[i] = true;
                     } else if is_tag_list(&body[e.value.0..e.value.1]) {
@@ -1012,6 +1006,27 @@ fn write_value(
             }
             keys.truncate(base);
             out.push(b'}');
+        }
+    }
+}
+
+/// Writes the value of a top-level attribute: its text as a JSON string, or any other value
+/// as JSON. Returns true for text (which may be cut when the object is over 1 MB).
+fn write_entry_value(
+    body: &[u8],
+    e: Entry,
+    out: &mut Vec<u8>,
+    keys: &mut Vec<(usize, usize)>,
+) -> bool {
+    match e.text_in(body) {
+        Some(text) => {
+            write_str(out, text);
+            true
+        }
+        None => {
+            let raw = &body[e.value.0..e.value.1];
+            write_value(&mut Reader::new(raw), out, 1, keys, false);
+            false
         }
     }
 }

@@ -17,10 +17,8 @@
 //! container's odd line does not cost the next lines their plan); after [`REPLACE_AFTER`]
 //! such records in a row, the next record mapped the general way becomes the plan.
 
-use super::{
-    MAX_LOG_BYTES, Mapper, Scratch, Signature, otlp_fields, write_i64, write_str, write_value,
-};
-use crate::decode::{Reader, Record};
+use super::{MAX_LOG_BYTES, Mapper, Scratch, Signature, otlp_fields, write_entry_value, write_i64};
+use crate::decode::Record;
 
 /// The plan made from the last record mapped the general way (see the module doc).
 #[derive(Debug, Default)]
@@ -202,14 +200,7 @@ impl Mapper {
                     self.write_message(body, s.entries[i], out, &mut s.keys);
                 }
                 Slot::Value(i) => {
-                    let e = s.entries[i];
-                    match e.text_in(body) {
-                        Some(text) => write_str(out, text),
-                        None => {
-                            let raw = &body[e.value.0..e.value.1];
-                            write_value(&mut Reader::new(raw), out, 1, &mut s.keys, false);
-                        }
-                    }
+                    write_entry_value(body, s.entries[i], out, &mut s.keys);
                 }
             }
         }

@@ -76,7 +76,7 @@ const TAIL: usize = 64;
 /// True for a string long enough for `escape_dense` with at least two quotes or
 /// backslashes in its first 32 bytes, as JSON text has (`{"level":"info",...`): plain text
 /// has few and is faster with json-escape-simd's clean-block copies.
-pub fn looks_dense(s: &str) -> bool {
+fn looks_dense(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() < 2 * TAIL {
         return false;

@@ -783,7 +783,7 @@ fn fixtures() -> &'static [Fixture; 2] {
     static F: OnceLock<[Fixture; 2]> = OnceLock::new();
     F.get_or_init(|| {
         let load = |name: &str, tag: &'static str, count: usize| {
-            let path = format!("{}/../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+            let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
             let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             let all = items(&data);
             assert!(all.iter().all(|i| i.2 != Kind::Malformed), "{name}");

@@ -662,7 +662,7 @@ fn otlp_severity_trace_span() {
 fn otlp_fixture_record() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/fb-4.2.8-otlp-groups.msgpack"
+        "/tests/fixtures/fb-4.2.8-otlp-groups.msgpack"
     );
     let data = std::fs::read(path).unwrap();
     let recs: Vec<Record> = decode::chunk(&data)

@@ -302,10 +302,10 @@ impl Host {
     }
 }
 
-/// Reads a fixture from ../shared/fixtures.
+/// Reads a fixture from tests/fixtures (or `FLB_DATADOG_FIXTURES`).
 pub fn fixture(name: &str) -> Vec<u8> {
     let dir = std::env::var("FLB_DATADOG_FIXTURES")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures").into());
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").into());
     let path = format!("{dir}/{name}");
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }

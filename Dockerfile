@@ -43,7 +43,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=fluent-bit-datadog-mock-target,sharing=locked \
-    cargo build --release --locked --bin mock_intake \
+    cargo build --release --locked -p mock-intake \
  && install -D target/release/mock_intake /out/mock_intake
 
 FROM debian:bookworm-slim AS mock-intake

@@ -2,7 +2,7 @@
 //! conformance host into the mock intake, with exact counts of distinct logs delivered and of
 //! duplicates (always 0), and the plugin's counters.
 
-mod common;
+use test_support as common;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host};

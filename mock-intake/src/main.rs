@@ -1,7 +1,7 @@
 //! `mock_intake`: a stand-in for the Datadog log intake (`POST /api/v2/logs`).
 //!
 //! Used by the integration tests (spawned as a child process, see
-//! `tests/common/mock.rs`) and by docker compose. It validates requests the
+//! `test-support/src/mock.rs`) and by docker compose. It validates requests the
 //! way Datadog does (API key, compression, size and entry limits, JSON shape),
 //! records the accepted log objects, and can be told over HTTP to inject
 //! faults (error statuses, delays) so retry behaviour can be tested.
@@ -9,7 +9,7 @@
 //! Run it with:
 //!
 //! ```text
-//! cargo run --bin mock_intake -- --addr 127.0.0.1:8080 --print
+//! cargo run -p mock-intake -- --addr 127.0.0.1:8080 --print
 //! ```
 //!
 //! The first line on stdout is always `mock_intake listening on http://IP:PORT`
@@ -36,7 +36,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,8 +49,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 const LOGS_PATH: &str = "/api/v2/logs";
@@ -347,78 +345,9 @@ fn decode_body(encoding: &str, wire: &[u8]) -> Result<Vec<u8>, BodyError> {
     Ok(out)
 }
 
-// ---------------------------------------------------------------- JSON with duplicate-key check
-
-/// A JSON value whose objects (at any depth) were checked for duplicate keys.
-struct CheckedValue(Value);
-
-impl<'de> Deserialize<'de> for CheckedValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CheckedVisitor).map(CheckedValue)
-    }
-}
-
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        CheckedValue::deserialize(d).map(|c| c.0)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(CheckedValue(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut obj = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if obj.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key {key:?}")));
-            }
-            let CheckedValue(v) = map.next_value()?;
-            obj.insert(key, v);
-        }
-        Ok(Value::Object(obj))
-    }
-}
-
 /// Parses a log payload: a JSON array of objects without duplicate keys.
 fn parse_batch(body: &[u8]) -> Result<Vec<Value>, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let CheckedValue(v) =
-        CheckedValue::deserialize(&mut de).map_err(|e| format!("invalid JSON: {e}"))?;
-    de.end().map_err(|e| format!("invalid JSON: {e}"))?;
+    let v = test_support::json::parse(body)?;
     let Value::Array(items) = v else {
         return Err("payload must be a JSON array of objects".into());
     };

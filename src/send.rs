@@ -272,18 +272,45 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .call();
-        match result {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let _ = body_start(&mut resp);
-                match status {
-                    200..=299 => Validation::Valid,
-                    401 | 403 => Validation::Invalid,
-                    s => Validation::Unknown(format!("HTTP {s}")),
-                }
+        verdict(result)
+    }
+    /// Asks an intake whether it accepts the key: `POST <url>` with the body `[]`, which
+    /// holds no log, so nothing is stored whatever the answer.
+    ///
+    /// 2xx means the key is accepted; 401/403 that it is not (an intake answers 403 to a key
+    /// of another site). Every other answer (400, 404, 408, 413, 429, 5xx, network) gives no
+    /// verdict: an intake that read the key might still refuse an empty array, but treating
+    /// that as "accepted" could pick the wrong site, while "no verdict" only waits for the
+    /// validate API or the next round.
+    pub fn probe_intake(&self, url: &str, timeout: Duration) -> Validation {
+        let result = self
+            .agent
+            .post(url)
+            .header("DD-API-KEY", &self.api_key)
+            .header("Content-Type", "application/json")
+            .header("DD-EVP-ORIGIN", "fluent-bit-datadog")
+            .header("DD-EVP-ORIGIN-VERSION", VERSION)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(&b"[]"[..]);
+        verdict(result)
+    }
+}
+
+/// What a probe's answer says about the key: 2xx accepted, 401/403 refused, else no verdict.
+fn verdict(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Validation {
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let _ = body_start(&mut resp);
+            match status {
+                200..=299 => Validation::Valid,
+                401 | 403 => Validation::Invalid,
+                s => Validation::Unknown(format!("HTTP {s}")),
             }
-            Err(e) => Validation::Unknown(transport_reason(&e)),
         }
+        Err(e) => Validation::Unknown(transport_reason(&e)),
     }
 }
 

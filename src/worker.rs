@@ -112,6 +112,10 @@ impl Instance {
                 inst.config.compression
             ),
         );
+        if !inst.config.tls_verify {
+            let line = "tls_verify is off: the intake's certificate is not checked";
+            log::write(Level::Warn, &name, line);
+        }
         resolver.start(client, name);
         Ok(inst)
     }

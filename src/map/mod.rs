@@ -204,7 +204,7 @@ impl Mapper {
             // A plan holds the tags of the record it was made from (see `template`).
             cache.template.forget();
         }
-        let message = self.write_record_attrs(rec.body, &present, t, out);
+        let (message, whole_message) = self.write_record_attrs(rec.body, &present, t, out);
         out.push(b'}');
 
         if out.len() - start <= MAX_LOG_BYTES {
@@ -215,7 +215,7 @@ impl Mapper {
             }
             return Mapped::Written { truncated: false };
         }
-        truncate::fit(out, start, message.0, message.1, &mut t.strings)
+        truncate::fit(out, start, message, whole_message, &mut t.strings)
     }
 
     /// Writes `message` (the record's, else the `dd_message_key` value renamed) and the

@@ -76,7 +76,8 @@ pub(super) enum Slot {
 /// when a record is matched, or disqualifies the record from becoming a plan.** Its pieces:
 ///
 /// * slots ([`Slot`]), filled per record: the date, the message, each attribute's value;
-/// * checked by [`Mapper::template_matches`]: the keys, byte for byte (which also decides
+/// * checked by [`Mapper::template_matches`]: the mapper (its settings, by id); the keys,
+///   byte for byte (which also decides
 ///   which reserved attributes the record has, so which of the plugin's own are written,
 ///   and under which name the message goes); the Fluent Bit tag (written with
 ///   `include_tag_key`); the ECS attributes' names and values (the tags' inputs); and that

@@ -10,7 +10,7 @@
 //! Adding a counter is one [`Counter`] variant (and its name) and the event that bumps it.
 
 use crate::log::{self, Key, Level, RateLimiter};
-use crate::verdict::{Failure, Refusal, Verdict};
+use crate::verdict::{Failure, Refusal, RetryReason, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,21 +68,9 @@ impl Counter {
         Counter::RequestMicros,
     ];
 
-    /// The counters the exit summary line shows (its text is relied on; keep it stable).
-    pub const SUMMARY: &[Counter] = &[
-        Counter::RecordsIn,
-        Counter::ObjectsSent,
-        Counter::Requests,
-        Counter::Retries,
-        Counter::Dropped400,
-        Counter::Dropped413,
-        Counter::DroppedTooLarge,
-        Counter::DroppedMalformed,
-        Counter::DroppedRejected,
-        Counter::Truncated,
-        Counter::BytesJson,
-        Counter::BytesWire,
-    ];
+    /// The counters the exit summary line shows, the first ones of [`Counter::ALL`] (its
+    /// text is relied on; keep it stable).
+    pub const SUMMARY: &[Counter] = Counter::ALL.split_at(12).0;
 
     /// The counter's name in the exit summary.
     pub fn name(self) -> &'static str {
@@ -496,7 +484,8 @@ impl Events {
                 }
             }
             Event::Answered { verdict } => {
-                if matches!(verdict, Verdict::Retry(_)) {
+                // A flush refused at shutdown comes after the summary line: not counted.
+                if matches!(verdict, Verdict::Retry(r) if *r != RetryReason::Closing) {
                     add(Counter::Retries, 1);
                 }
             }
@@ -585,7 +574,7 @@ impl FlushEvents<'_> {
 mod tests {
     use super::*;
     use crate::log::captured;
-    use crate::verdict::{ErrorReason, RetryReason};
+    use crate::verdict::ErrorReason;
 
     fn events() -> Events {
         captured::take();
@@ -605,6 +594,9 @@ mod tests {
         (changed, captured::take())
     }
 
+    /// An event, the counters it changes, and a part of the one line it writes (if any).
+    type Case<'a> = (Event<'a>, Vec<(&'static str, u64)>, Option<&'static str>);
+
     #[test]
     fn each_event_counts_itself_and_writes_its_line() {
         let refusal = Refusal {
@@ -615,7 +607,7 @@ mod tests {
             status: Some(503),
             reason: "HTTP 503".into(),
         };
-        let cases: Vec<(Event, Vec<(&str, u64)>, Option<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 Event::RecordsDecoded { n: 5 },
                 vec![("records_in", 5)],
@@ -740,9 +732,16 @@ mod tests {
             ),
             (
                 Event::Answered {
-                    verdict: &Verdict::Retry(RetryReason::Closing),
+                    verdict: &Verdict::Retry(RetryReason::SitePending),
                 },
                 vec![("retries", 1)],
+                None,
+            ),
+            (
+                Event::Answered {
+                    verdict: &Verdict::Retry(RetryReason::Closing),
+                },
+                vec![],
                 None,
             ),
             (

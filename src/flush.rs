@@ -73,23 +73,9 @@ pub fn deliver(
     concurrency: usize,
     events: &FlushEvents,
 ) -> Report {
-    let mut total = send_all(client, url, batches, &mut *done, concurrency, events);
-    // Counted from the flags, so objects of a sender thread that failed stay pending.
-    total.pending = done.iter().filter(|d| !**d).count() as u64;
-    total
-}
-
-fn send_all(
-    client: &Client,
-    url: &str,
-    batches: &[Batch],
-    done: &mut [bool],
-    concurrency: usize,
-    events: &FlushEvents,
-) -> Report {
     // Split `done` into one slice per batch, so each thread owns its flags.
     let mut slices: Vec<Work> = Vec::with_capacity(batches.len());
-    let mut rest = done;
+    let mut rest = &mut *done;
     for b in batches {
         let (mine, tail) = std::mem::take(&mut rest).split_at_mut(b.len());
         slices.push((b, mine));
@@ -99,63 +85,21 @@ fn send_all(
         .into_iter()
         .filter(|(_, d)| d.iter().any(|x| !x))
         .collect();
-    let mut total = Report::default();
     let sender = Sender {
         client,
         url,
         events,
     };
+    let mut total = Report::default();
     if work.len() <= 1 || concurrency <= 1 {
         for (b, d) in work {
             total.merge(sender.batch(b, d));
         }
-        return total;
+    } else {
+        total = sender.parallel(work, concurrency);
     }
-    let queue: Vec<Mutex<Option<Work>>> = work.into_iter().map(|w| Mutex::new(Some(w))).collect();
-    let next = AtomicUsize::new(0);
-    let threads = concurrency.min(queue.len());
-    let reports: Vec<Report> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (queue, next, sender) = (&queue, &next, &sender);
-                std::thread::Builder::new()
-                    .name("dd-send".into())
-                    .spawn_scoped(s, move || {
-                        let mut r = Report::default();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(slot) = queue.get(i) else { break };
-                            let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                            if let Some((b, d)) = taken {
-                                r.merge(sender.batch(b, d));
-                            }
-                        }
-                        r
-                    })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for h in handles {
-            match h {
-                Ok(h) => out.push(
-                    h.join()
-                        .unwrap_or_else(|_| Report::failed("a sender thread panicked".into())),
-                ),
-                Err(e) => out.push(Report::failed(format!("cannot start a sender thread: {e}"))),
-            }
-        }
-        out
-    });
-    // Work a failed thread never picked up is still pending: send it here.
-    for slot in &queue {
-        let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((b, d)) = taken {
-            total.merge(sender.batch(b, d));
-        }
-    }
-    for r in reports {
-        total.merge(r);
-    }
+    // Counted from the flags, so objects of a sender thread that failed stay pending.
+    total.pending = done.iter().filter(|d| !**d).count() as u64;
     total
 }
 
@@ -166,7 +110,61 @@ struct Sender<'a> {
     events: &'a FlushEvents<'a>,
 }
 
-impl Sender<'_> {
+impl<'a> Sender<'a> {
+    /// Sends `work` over up to `concurrency` threads.
+    fn parallel(&self, work: Vec<Work<'a>>, concurrency: usize) -> Report {
+        let queue: Vec<Mutex<Option<Work>>> =
+            work.into_iter().map(|w| Mutex::new(Some(w))).collect();
+        let next = AtomicUsize::new(0);
+        let threads = concurrency.min(queue.len());
+        let reports: Vec<Report> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (queue, next) = (&queue, &next);
+                    std::thread::Builder::new()
+                        .name("dd-send".into())
+                        .spawn_scoped(s, move || {
+                            let mut r = Report::default();
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(slot) = queue.get(i) else { break };
+                                let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                                if let Some((b, d)) = taken {
+                                    r.merge(self.batch(b, d));
+                                }
+                            }
+                            r
+                        })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                match h {
+                    Ok(h) => out.push(
+                        h.join()
+                            .unwrap_or_else(|_| Report::failed("a sender thread panicked".into())),
+                    ),
+                    Err(e) => {
+                        out.push(Report::failed(format!("cannot start a sender thread: {e}")))
+                    }
+                }
+            }
+            out
+        });
+        let mut total = Report::default();
+        // Work a failed thread never picked up is still pending: send it here.
+        for slot in &queue {
+            let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((b, d)) = taken {
+                total.merge(self.batch(b, d));
+            }
+        }
+        for r in reports {
+            total.merge(r);
+        }
+        total
+    }
+
     /// Sends the pending objects of one batch, splitting on 400/413.
     fn batch(&self, batch: &Batch, done: &mut [bool]) -> Report {
         let pending: Vec<usize> = (0..batch.len()).filter(|&i| !done[i]).collect();

@@ -5,7 +5,7 @@
 //! flush, which also counts it in the flush's own [`Counters`] for the flush's debug line).
 //! [`Events`] is the only writer of the counters: the exit summary reads them, and a metrics
 //! sink (the plugin's own `fluentbit_datadog_logs_*` metrics) is to be fed from
-//! [`Events::record`], the one spot every event passes through.
+//! `Events::record`, the one spot every event passes through.
 //!
 //! Adding a counter is one [`Counter`] variant (and its name) and the event that bumps it.
 
@@ -190,7 +190,7 @@ pub enum KeyElsewhere {
 }
 
 /// Something that happened. Each variant writes its line (rate-limited where a flood is
-/// possible) and bumps its counters in [`Events::record`].
+/// possible) and bumps its counters in `Events::record`.
 #[derive(Clone, Debug)]
 pub enum Event<'a> {
     /// Log records decoded from a chunk.

@@ -92,7 +92,7 @@ pub fn add_secret(secret: &str) {
 }
 
 /// Replaces every registered secret in `text` by `***`: anywhere for a key of
-/// [`SUBSTRING_MIN`] characters or more, as a whole token (not next to a letter or digit)
+/// 6 characters or more (`SUBSTRING_MIN`), as a whole token (not next to a letter or digit)
 /// for a shorter one.
 pub fn redact(text: &str) -> String {
     let list = secrets().read().unwrap_or_else(|e| e.into_inner());

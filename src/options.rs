@@ -78,7 +78,7 @@ impl OptionSpec {
         };
         let accepted = match why.detail {
             Some(d) if self.accepted.is_empty() => d,
-            Some(d) => format!("{} ({d})", self.accepted),
+            Some(d) => format!("{}: {d}", self.accepted),
             None => self.accepted.to_string(),
         };
         OptionError {

@@ -2,8 +2,6 @@
 """Static checks of the container and FireLens files, for CI machines without a Docker engine.
 
     python3 scripts/check-compose.py                  # run the checks
-    python3 scripts/check-compose.py --print-options  # the checks, then the datadog_logs options
-                                                      # as JSON lines on stdout
 
 Checks (every failure is reported, then the exit status is 1):
   - docker-compose.yml: parses; every build context, Dockerfile and build target exists (targets
@@ -15,9 +13,8 @@ Checks (every failure is reported, then the exit status is 1):
     not excluded by .dockerignore, the base image tag is a pinned 3.x tag, the CMD keeps
     AWS's three -e flags and adds the plugin, nothing is copied under /fluent-bit/etc.
   - fluent-bit.conf (classic) and fluent-bit.yaml: parse, contain one datadog_logs output with
-    the same options, use only datadog_logs options (src/options.rs KEYS) or Fluent Bit core keys,
-    and load the plugin from the path the image installs it at; docker/plugins.conf and
-    docker/datadog_logs.conf point at files the image provides.
+    the same keys, and load the plugin from the path the image installs it at;
+    docker/plugins.conf and docker/datadog_logs.conf point at files the image provides.
   - the base tag: the Dockerfile's default 3.x tag is docker-compose.yml's default, is named in
     the README and ends the task definition's log router image tag (-afb<tag>); every
     AWS_FOR_FLUENT_BIT_TAG=<tag> shown in the Dockerfile, compose file and README is that tag or
@@ -25,14 +22,9 @@ Checks (every failure is reported, then the exit status is 1):
   - examples/ecs-task-definition.json: valid JSON with the Fargate, FireLens, health check,
     awslogs, awsfirelens and secretOptions fields the README describes.
 
---print-options prints one JSON object per line:
-    {"source": "fluent-bit.conf", "options": {...}, "core": {...}}
-"options" holds what reaches the plugin's Init (keys lowercased: Fluent Bit looks them up
-case-insensitively; `Name` and Fluent Bit core keys left out, those are in "core"). ${VAR}
-references are replaced: apikey by a dummy 32-hex key, endpoint by http://127.0.0.1:8080, any
-other by the default docker-compose.yml gives the log router, and an option left empty is dropped
-(Fluent Bit treats an empty value as unset). secretOptions of the task definition appear with a
-placeholder value (apikey: the dummy key).
+Whether each key of a datadog_logs output is a plugin option or a Fluent Bit core key, and
+whether the plugin's Init accepts the options, is checked by `cargo test` (tests/examples.rs,
+from the option table in src/options.rs), not here.
 
 Needs Python 3.8+ and PyYAML (pip install pyyaml).
 """
@@ -61,7 +53,6 @@ YAML_CONF = "fluent-bit.yaml"
 TASK_DEF = "examples/ecs-task-definition.json"
 PLUGINS_CONF = "docker/plugins.conf"
 IMAGE_CONF = "docker/datadog_logs.conf"
-OPTIONS_RS = "src/options.rs"
 
 PLUGIN_NAME = "datadog_logs"
 PLUGIN_PATH = "/fluent-bit/plugins/datadog_logs.so"
@@ -75,24 +66,6 @@ AFB_3X_TAG = re.compile(r"3\.\d+\.\d+")
 AFB_2X_TAG = re.compile(r"2\.\d+\.\d+(?:\.\d{8})?")
 BUILD_ARG_RE = re.compile(r"AWS_FOR_FLUENT_BIT_TAG=([0-9][0-9.]*[0-9])")
 README = "README.md"
-
-DUMMY_API_KEY = "0123456789abcdef0123456789abcdef"
-PLACEHOLDER_ENDPOINT = "http://127.0.0.1:8080"
-OPTION_PLACEHOLDERS = {"apikey": DUMMY_API_KEY, "api_key": DUMMY_API_KEY, "endpoint": PLACEHOLDER_ENDPOINT}
-
-# Output keys Fluent Bit's core consumes itself (flb_output_set_property); they never reach a
-# proxy plugin.
-CORE_KEYS = {
-    "name", "match", "match_regex", "alias", "log_level", "log_suppress_interval", "host", "port",
-    "ipv6", "retry_limit", "workers", "storage.total_limit_size", "tls",
-}
-CORE_PREFIXES = ("tls.", "net.")
-# Core keys a datadog_logs output must not use: they would silently do nothing.
-USELESS_CORE_KEYS = {
-    "host": "use `site` or `endpoint`",
-    "port": "use `endpoint`",
-    "tls": "use `endpoint` with https:// (TLS is always on for Datadog sites)",
-}
 
 FAILURES = []
 PASSED = []
@@ -117,11 +90,6 @@ def path(rel):
 def read(rel):
     with open(path(rel), encoding="utf-8") as f:
         return f.read()
-
-
-def is_core_key(key):
-    k = key.lower()
-    return k in CORE_KEYS or k.startswith(CORE_PREFIXES)
 
 
 # ------------------------------------------------------------------------- compose variables
@@ -401,39 +369,9 @@ def first(pairs, key):
     return None
 
 
-def split_options(pairs, source):
-    """Splits an output's key/value pairs into (plugin options, core keys), lowercased, and checks
-    every key is known."""
-    options, core = {}, {}
-    for k, v in pairs:
-        key = k.lower()
-        if key == "name":
-            continue
-        if key in USELESS_CORE_KEYS:
-            fail(f"{source}: `{k}` is consumed by Fluent Bit's core and never reaches {PLUGIN_NAME}: {USELESS_CORE_KEYS[key]}")
-        if is_core_key(key):
-            core[key] = v
-        elif PLUGIN_KEYS is not None and key not in PLUGIN_KEYS:
-            fail(f"{source}: `{k}` is neither a {PLUGIN_NAME} option ({OPTIONS_RS}) nor a Fluent Bit core key")
-        else:
-            options[key] = v
-    return options, core
-
-
-def plugin_keys():
-    try:
-        text = read(OPTIONS_RS)
-    except OSError:
-        sys.stderr.write(f"check-compose: warning: {OPTIONS_RS} not readable; option names not checked\n")
-        return None
-    m = re.search(r"pub const KEYS: &\[&str\] = &\[(.*?)\];", text, re.S)
-    if not m:
-        sys.stderr.write(f"check-compose: warning: no `pub const KEYS` in {OPTIONS_RS}; option names not checked\n")
-        return None
-    return set(re.findall(r'"([^"]+)"', m.group(1)))
-
-
-PLUGIN_KEYS = None
+def output_keys(pairs):
+    """The keys of an output but `Name`, lowercased (Fluent Bit reads them case-insensitively)."""
+    return {k.lower(): v for k, v in pairs if k.lower() != "name"}
 
 
 def check_classic_conf():
@@ -463,13 +401,13 @@ def check_classic_conf():
           and service.get("http_port") == "2020",
           f"{CONF}: HTTP server and health check on 2020",
           f"{CONF}: [SERVICE] needs HTTP_Server On, HTTP_Port 2020 and Health_Check On")
-    options, core = split_options(outputs[0], CONF)
-    check(core.get("workers") == "1", f"{CONF}: Workers 1", f"{CONF}: the {PLUGIN_NAME} output should have Workers 1")
-    check(options.get("endpoint") == "${DD_ENDPOINT}", f"{CONF}: endpoint from ${{DD_ENDPOINT}}",
+    keys = output_keys(outputs[0])
+    check(keys.get("workers") == "1", f"{CONF}: Workers 1", f"{CONF}: the {PLUGIN_NAME} output should have Workers 1")
+    check(keys.get("endpoint") == "${DD_ENDPOINT}", f"{CONF}: endpoint from ${{DD_ENDPOINT}}",
           f"{CONF}: the {PLUGIN_NAME} output should have `endpoint ${{DD_ENDPOINT}}`")
-    check(options.get("apikey") == "${DD_API_KEY}", f"{CONF}: apikey from ${{DD_API_KEY}}",
+    check(keys.get("apikey") == "${DD_API_KEY}", f"{CONF}: apikey from ${{DD_API_KEY}}",
           f"{CONF}: the {PLUGIN_NAME} output should have `apikey ${{DD_API_KEY}}`")
-    return {"options": options, "core": core, "inputs": inputs, "filters": filters, "service": service}
+    return {"keys": keys, "inputs": inputs, "filters": filters, "service": service}
 
 
 def check_yaml_conf(classic):
@@ -489,11 +427,11 @@ def check_yaml_conf(classic):
     if not check(len(outputs) == 1, f"{YAML_CONF}: one {PLUGIN_NAME} output",
                  f"{YAML_CONF}: expected one pipeline.outputs entry with name {PLUGIN_NAME}, found {len(outputs)}"):
         return None
-    options, core = split_options(list(outputs[0].items()), YAML_CONF)
+    keys = output_keys(outputs[0].items())
     if classic:
-        check(options == classic["options"] and core == classic["core"],
-              f"{YAML_CONF}: same {PLUGIN_NAME} options as {CONF}",
-              f"{YAML_CONF}: the {PLUGIN_NAME} output differs from {CONF}: {options} {core} vs {classic['options']} {classic['core']}")
+        check(keys == classic["keys"],
+              f"{YAML_CONF}: same {PLUGIN_NAME} output keys as {CONF}",
+              f"{YAML_CONF}: the {PLUGIN_NAME} output differs from {CONF}: {keys} vs {classic['keys']}")
         names = [str(i.get("name", "")).lower() for i in pipeline.get("inputs") or []]
         cnames = [(first(p, "name") or "").lower() for p in classic["inputs"]]
         check(names == cnames, f"{YAML_CONF}: same inputs as {CONF}",
@@ -507,7 +445,7 @@ def check_yaml_conf(classic):
             check(str(service.get(key, "")).lower() == str(classic["service"].get(key, "")).lower(),
                   f"{YAML_CONF}: service.{key} as in {CONF}",
                   f"{YAML_CONF}: service.{key} differs from {CONF}")
-    return {"options": options, "core": core}
+    return keys
 
 
 def check_image_confs():
@@ -607,7 +545,7 @@ def check_compose(df, classic):
           f"{COMPOSE}: log-router needs DD_API_KEY with a dummy default (${{DD_API_KEY:-...}})")
     if classic:
         used = set()
-        for v in list(classic["options"].values()) + list(classic["core"].values()):
+        for v in classic["keys"].values():
             used.update(m.group(1) or m.group(4) for m in VAR_RE.finditer(v))
         missing = sorted(u for u in used if u not in env)
         check(not missing, f"{COMPOSE}: log-router sets every variable {CONF} uses",
@@ -624,7 +562,7 @@ def check_compose(df, classic):
     check(re.fullmatch(r"[a-z0-9_-]+-firelens-[0-9a-f]{32}", tag) is not None, f"{COMPOSE}: FireLens-shaped tag {tag}",
           f"{COMPOSE}: app's tag should look like <container>-firelens-<task id>, not `{tag}`")
     if classic:
-        match = classic["core"].get("match", "")
+        match = classic["keys"].get("match", "")
         check(fnmatch.fnmatchcase(tag, match), f"{COMPOSE}: tag {tag} matches the output's Match {match}",
               f"{COMPOSE}: app's tag `{tag}` is not matched by the {PLUGIN_NAME} output's Match `{match}`")
     return env
@@ -693,7 +631,7 @@ def check_task_definition():
         td = json.loads(read(TASK_DEF))
     except (OSError, ValueError) as e:
         fail(f"{TASK_DEF}: not valid JSON: {e}")
-        return None
+        return
     PASSED.append(f"{TASK_DEF}: valid JSON")
     check("FARGATE" in (td.get("requiresCompatibilities") or []), f"{TASK_DEF}: FARGATE",
           f"{TASK_DEF}: requiresCompatibilities must include FARGATE")
@@ -708,7 +646,7 @@ def check_task_definition():
     apps = [c for c in containers if (c.get("logConfiguration") or {}).get("logDriver") == "awsfirelens"]
     if not check(len(routers) == 1 and apps, f"{TASK_DEF}: a log router and awsfirelens containers",
                  f"{TASK_DEF}: needs one container with firelensConfiguration and at least one with logDriver awsfirelens"):
-        return None
+        return
     r = routers[0]
     fc = r["firelensConfiguration"]
     fo = fc.get("options") or {}
@@ -728,7 +666,6 @@ def check_task_definition():
     check(rl.get("logDriver") == "awslogs" and {"awslogs-group", "awslogs-region"} <= set(rl.get("options") or {}),
           f"{TASK_DEF}: router logs to CloudWatch (awslogs)",
           f"{TASK_DEF}: the log router should log with awslogs (awslogs-group, awslogs-region)")
-    results = []
     for c in apps:
         lc = c["logConfiguration"]
         opts = lc.get("options") or {}
@@ -744,79 +681,28 @@ def check_task_definition():
               f"{src}: apikey from SSM Parameter Store", f"{src}: secretOptions needs apikey from an arn:aws:ssm:...:parameter/... ARN")
         overlap = [s.get("name") for s in secrets if s.get("name") in opts]
         check(not overlap, f"{src}: no option both plain and secret", f"{src}: {overlap} both in options and secretOptions")
-        options, core = split_options([(k, v) for k, v in opts.items()], src)
-        for s in secrets:
-            key = str(s.get("name", "")).lower()
-            if key not in OPTION_PLACEHOLDERS:
-                fail(f"{src}: no placeholder for secret option `{key}`; add one to {os.path.basename(__file__)}")
-                continue
-            if PLUGIN_KEYS is not None and key not in PLUGIN_KEYS:
-                fail(f"{src}: secret option `{key}` is not a {PLUGIN_NAME} option")
-            options[key] = OPTION_PLACEHOLDERS[key]
-        # FireLens generates the Match from the container name.
-        core.setdefault("match", f"{c.get('name')}-firelens*")
-        results.append({"source": src, "options": options, "core": core})
-    return results
-
-
-# ----------------------------------------------------------------------------- --print-options
-
-def resolve(options, source, env):
-    """Replaces ${VAR} in option values with placeholders; drops options left empty."""
-    out = {}
-    for k, v in options.items():
-        if "$" not in v:
-            out[k] = v
-            continue
-        if k in OPTION_PLACEHOLDERS and VAR_RE.fullmatch(v):
-            out[k] = OPTION_PLACEHOLDERS[k]
-            continue
-
-        def sub(m):
-            var = m.group(1) or m.group(4)
-            if var not in env:
-                fail(f"{source}: `{k} {v}`: ${{{var}}} has no placeholder and no default in {COMPOSE}")
-                return ""
-            return compose_default(env[var])
-
-        val = VAR_RE.sub(sub, v)
-        if val.strip():
-            out[k] = val
-    return out
 
 
 def main():
-    global PLUGIN_KEYS
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends quietly
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--print-options", action="store_true",
-                    help="print the datadog_logs options of each config as JSON lines on stdout")
-    args = ap.parse_args()
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
 
-    PLUGIN_KEYS = plugin_keys()
     df = check_dockerfile()
     classic = check_classic_conf()
-    yaml_conf = check_yaml_conf(classic)
+    check_yaml_conf(classic)
     check_image_confs()
-    env = check_compose(df, classic) or {}
-    task = check_task_definition() or []
+    check_compose(df, classic)
+    check_task_definition()
     check_base_tag(df)
-
-    lines = []
-    if classic:
-        lines.append({"source": CONF, "options": resolve(classic["options"], CONF, env), "core": classic["core"]})
-    if yaml_conf:
-        lines.append({"source": YAML_CONF, "options": resolve(yaml_conf["options"], YAML_CONF, env), "core": yaml_conf["core"]})
-    lines.extend(task)
 
     if FAILURES:
         for f in FAILURES:
             sys.stderr.write(f"check-compose: FAIL: {f}\n")
         sys.stderr.write(f"check-compose: {len(FAILURES)} failed, {len(PASSED)} passed\n")
         return 1
-    if args.print_options:
-        for line in lines:
-            print(json.dumps(line, sort_keys=True))
+    if not PASSED:
+        sys.stderr.write("check-compose: FAIL: no check ran\n")
+        return 1
     sys.stderr.write(f"check-compose: all {len(PASSED)} checks passed\n")
     return 0
 

@@ -20,7 +20,7 @@ use crate::bindings::{
     flbgo_output_plugin,
 };
 use crate::log::{self, Level};
-use crate::options::{Config, KEYS};
+use crate::options::{Config, OPTIONS};
 use crate::verdict::Verdict;
 use crate::worker::Instance;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
@@ -178,7 +178,11 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
             // SAFETY: a non-NULL result is a NUL-terminated string valid during this call.
             Some(unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned())
         };
-        let props: Vec<(&str, Option<String>)> = KEYS.iter().map(|k| (*k, prop(k))).collect();
+        let props: Vec<(&str, Option<String>)> = OPTIONS
+            .iter()
+            .flat_map(|o| o.names())
+            .map(|k| (k, prop(k)))
+            .collect();
         let config = Config::from_lookup(
             |k| {
                 props

@@ -76,10 +76,13 @@ fn secrets() -> &'static RwLock<Vec<String>> {
     SECRETS.get_or_init(|| RwLock::new(Vec::new()))
 }
 
-/// Registers a secret (an API key) that must never appear in a log line. Values shorter
-/// than 6 characters are not real keys and would mangle every line, so they are ignored.
+/// Keys at least this long are redacted wherever they occur; shorter ones only as a whole
+/// token, so a (mistaken) one-letter key cannot turn every `a` of every line into `***`.
+const SUBSTRING_MIN: usize = 6;
+
+/// Registers a secret (an API key) that must never appear in a log line, whatever its length.
 pub fn add_secret(secret: &str) {
-    if secret.len() < 6 {
+    if secret.is_empty() {
         return;
     }
     let mut list = secrets().write().unwrap_or_else(|e| e.into_inner());
@@ -88,15 +91,39 @@ pub fn add_secret(secret: &str) {
     }
 }
 
-/// Replaces every registered secret in `text` by `***`.
+/// Replaces every registered secret in `text` by `***`: anywhere for a key of
+/// 6 characters or more (`SUBSTRING_MIN`), as a whole token (not next to a letter or digit)
+/// for a shorter one.
 pub fn redact(text: &str) -> String {
     let list = secrets().read().unwrap_or_else(|e| e.into_inner());
     let mut out = text.to_string();
     for s in list.iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
+        if !out.contains(s.as_str()) {
+            continue;
+        }
+        out = if s.len() >= SUBSTRING_MIN {
+            out.replace(s.as_str(), "***")
+        } else {
+            replace_tokens(&out, s)
+        };
+    }
+    out
+}
+
+/// Replaces the occurrences of `token` in `text` that no ASCII letter or digit touches.
+fn replace_tokens(text: &str, token: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (i, _) in text.match_indices(token) {
+        let end = i + token.len();
+        if !(word(text[..i].chars().next_back()) || word(text[end..].chars().next())) {
+            out.push_str(&text[last..i]);
+            out.push_str("***");
+            last = end;
         }
     }
+    out.push_str(&text[last..]);
     out
 }
 
@@ -105,14 +132,15 @@ pub fn write(level: Level, instance: &str, message: &str) {
     if !enabled(level) {
         return;
     }
+    // Only the message is redacted: the timestamp and prefix hold no secret, and a short key
+    // must not mangle them.
     let line = format!(
         "[{}] [{}] [output:datadog_logs:{}] {}\n",
         timestamp(SystemTime::now()),
         level.label(),
         instance,
-        message
+        redact(message)
     );
-    let line = redact(&line);
     #[cfg(test)]
     captured::push(&line);
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -283,6 +311,18 @@ mod tests {
             redact("key=abcdef0123456789secretkey!"),
             "key=***!".to_string()
         );
+    }
+
+    #[test]
+    fn short_keys_are_redacted_as_whole_tokens() {
+        add_secret("k9");
+        add_secret("Q");
+        assert_eq!(
+            redact("bad key k9: {\"k\":\"k9\"} k9k9 ak9 k9"),
+            "bad key ***: {\"k\":\"***\"} k9k9 ak9 ***"
+        );
+        assert_eq!(redact("Q=1 max Q"), "***=1 max ***");
+        assert_eq!(redact("é Q é"), "é *** é");
     }
 
     #[test]

@@ -1,41 +1,25 @@
 //! Reading and validating the `[OUTPUT]` options into a typed, immutable [`Config`].
 //!
-//! Option names follow Fluent Bit's built-in `datadog` output where it has them, so switching
-//! is a change of `Name`. Values are looked up through a function (the host's
-//! `output_get_property` in production, a map in tests) and the environment through another,
-//! so every rule here is testable without a host. A bad value fails with an [`OptionError`]
-//! naming the option, the value (never an API key's) and what is accepted.
+//! Every option is defined once, in [`OPTIONS`]: its name, aliases, documented default, the
+//! text of what it accepts, and its parser. Validation, the README's option table (checked by
+//! a test) and the check of the shipped example configurations (tests/examples.rs) all come
+//! from that table. Option names follow Fluent Bit's built-in `datadog` output where it has
+//! them, so switching is a change of `Name`. Values are looked up through a function (the
+//! host's `output_get_property` in production, a map in tests) and the environment through
+//! another, so every rule here is testable without a host. A bad value fails with an
+//! [`OptionError`] naming the option, the value (never an API key, never a URL's password)
+//! and what is accepted.
+//!
+//! Each parser validates its value and stores the parsed result in a draft; precedence
+//! between options (`apikey` over `apikey_file` over `DD_API_KEY`, `endpoint` over `site`
+//! over `DD_SITE`) and rules across options (`compression_level` per codec) are resolved once
+//! every option is parsed. Nothing is parsed again later: the proxy is kept as a
+//! [`ureq::Proxy`] and the CA file's certificates as DER.
 
 use crate::site::{self, Site};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Every option key the plugin reads, in the order they are documented.
-pub const KEYS: &[&str] = &[
-    "apikey",
-    "api_key",
-    "apikey_file",
-    "site",
-    "endpoint",
-    "dd_service",
-    "dd_source",
-    "dd_hostname",
-    "dd_tags",
-    "dd_message_key",
-    "provider",
-    "include_tag_key",
-    "tag_key",
-    "json_date_key",
-    "compress",
-    "compression_level",
-    "timeout",
-    "proxy",
-    "tls_ca_file",
-    "tls_verify",
-    "max_concurrency",
-    "site_probe",
-];
 
 /// Default of `compression_level`, chosen from `cargo bench` (see README, "Performance").
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
@@ -45,6 +29,489 @@ pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
 /// Default whole-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How an option's value may appear in an [`OptionError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// As given.
+    Value,
+    /// As given, with a URL's `user:password@` replaced (see [`redact_url_userinfo`]).
+    Url,
+    /// Never: only its length is described.
+    Secret,
+}
+
+/// One option the plugin reads: the single definition its validation, the README's option
+/// table and the example-configuration checks come from.
+#[derive(Clone, Copy, Debug)]
+pub struct OptionSpec {
+    /// The documented name, lowercase (Fluent Bit looks names up case-insensitively).
+    pub name: &'static str,
+    /// Other names read when `name` is absent.
+    pub aliases: &'static [&'static str],
+    /// The default as the README's option table states it.
+    pub default: &'static str,
+    /// What the option accepts, as error messages say it; the README row contains it too.
+    /// Empty for free text, which nothing rejects.
+    pub accepted: &'static str,
+    /// How the value may be echoed in an error.
+    pub shown: Shown,
+    /// An undocumented option for tests only (absent from the README).
+    pub test_only: bool,
+    parse: fn(&str, &mut Draft) -> Result<(), Reject>,
+}
+
+impl OptionSpec {
+    /// The name and the aliases.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
+
+    /// The error for `value`, described as [`OptionSpec::shown`] allows, under the name
+    /// `label` (the option's name, or where the value came from).
+    fn error(&self, label: &str, value: &str, why: Reject) -> OptionError {
+        let value = match (why.value, self.shown) {
+            (Some(v), _) => v,
+            (None, Shown::Value) => format!("'{value}'"),
+            (None, Shown::Url) => format!("'{}'", redact_url_userinfo(value)),
+            (None, Shown::Secret) => describe_secret(value),
+        };
+        let accepted = match why.detail {
+            Some(d) if self.accepted.is_empty() => d,
+            Some(d) => format!("{}: {d}", self.accepted),
+            None => self.accepted.to_string(),
+        };
+        OptionError {
+            option: label.to_string(),
+            value,
+            accepted,
+        }
+    }
+}
+
+/// Why a parser refused a value: by default the table's accepted text says it all.
+#[derive(Debug, Default)]
+struct Reject {
+    /// Replaces the echoed value (e.g. `(empty)`).
+    value: Option<String>,
+    /// Added to the accepted text (e.g. an I/O error, the list of sites).
+    detail: Option<String>,
+}
+
+impl Reject {
+    fn detail(d: impl Into<String>) -> Reject {
+        Reject {
+            value: None,
+            detail: Some(d.into()),
+        }
+    }
+}
+
+const FREE: &str = "";
+const BOOL_WORDS: &str = "true/on/yes or false/off/no";
+
+/// Every option the plugin reads, in the order the README documents them.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "apikey",
+        aliases: &["api_key"],
+        default: "`apikey_file`, then env `DD_API_KEY`",
+        accepted: "a Datadog API key (printable ASCII, no blanks)",
+        shown: Shown::Secret,
+        test_only: false,
+        parse: |v, d| {
+            d.api_key = Some(check_key(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "apikey_file",
+        aliases: &[],
+        default: "none",
+        accepted: "a readable file holding the API key",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.api_key_file = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "site",
+        aliases: &[],
+        default: "env `DD_SITE`, else auto-detected",
+        accepted: "one of the Datadog sites, as a domain or a short name, case-insensitive",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let s = Site::parse(v).ok_or_else(|| Reject::detail(site::accepted()))?;
+            d.site = Some(s);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "endpoint",
+        aliases: &[],
+        default: "none",
+        accepted: "an http:// or https:// URL such as http://127.0.0.1:8080 (/api/v2/logs is appended when it has no path)",
+        shown: Shown::Url,
+        test_only: false,
+        parse: |v, d| {
+            d.endpoint = Some(endpoint_url(v).ok_or_else(Reject::default)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "dd_service",
+        aliases: &[],
+        default: "none",
+        accepted: FREE,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.service = Some(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "dd_source",
+        aliases: &[],
+        default: "none",
+        accepted: FREE,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.source = Some(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "dd_hostname",
+        aliases: &[],
+        default: "none",
+        accepted: FREE,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.hostname = Some(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "dd_tags",
+        aliases: &[],
+        default: "none",
+        accepted: FREE,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.tags = split_tags(v);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "dd_message_key",
+        aliases: &[],
+        default: "`log`",
+        accepted: FREE,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.message_key = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "provider",
+        aliases: &[],
+        default: "none",
+        accepted: "ecs",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let ecs = v.trim().eq_ignore_ascii_case("ecs");
+            d.ecs = ecs.then_some(true).ok_or_else(Reject::default)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "include_tag_key",
+        aliases: &[],
+        default: "`false`",
+        accepted: BOOL_WORDS,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.include_tag = parse_bool(v).ok_or_else(Reject::default)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "tag_key",
+        aliases: &[],
+        default: "`tagkey`",
+        accepted: FREE,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.tag_key = Some(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "json_date_key",
+        aliases: &[],
+        default: "`timestamp`",
+        accepted: FREE,
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let key = (parse_bool(v) != Some(false)).then(|| v.trim().to_string());
+            d.date_key = Some(key);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "compress",
+        aliases: &[],
+        default: "`gzip`",
+        accepted: "zstd, gzip or none",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let codec = match v.trim().to_ascii_lowercase().as_str() {
+                "zstd" => Codec::Zstd,
+                "gzip" => Codec::Gzip,
+                "none" | "off" | "false" => Codec::None,
+                _ => return Err(Reject::default()),
+            };
+            d.codec = Some(codec);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "compression_level",
+        aliases: &[],
+        default: "`3`",
+        accepted: "1-9 for gzip, 1-19 for zstd",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let n = v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=19).contains(n));
+            d.level = Some((n.ok_or_else(Reject::default)?, v.to_string()));
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "timeout",
+        aliases: &[],
+        default: "`30s`",
+        accepted: "a duration up to 1h such as 30s, 1500ms or 2m (a plain number is seconds)",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.timeout = Some(parse_duration(v).ok_or_else(Reject::default)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "proxy",
+        aliases: &[],
+        default: "env `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, `NO_PROXY`",
+        accepted: "an HTTP proxy URL such as http://proxy.internal:3128",
+        shown: Shown::Url,
+        test_only: false,
+        parse: |v, d| {
+            d.proxy = Some(Proxy::parse(v).ok_or_else(Reject::default)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "tls_ca_file",
+        aliases: &[],
+        default: "system roots",
+        accepted: "a readable PEM file holding at least one CERTIFICATE",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let path = PathBuf::from(v.trim());
+            let pem = std::fs::read(&path).map_err(|e| Reject::detail(e.to_string()))?;
+            let der: Vec<Vec<u8>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|i| match i {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.der().to_vec()),
+                    _ => None,
+                })
+                .collect();
+            if der.is_empty() {
+                return Err(Reject::default());
+            }
+            d.tls_ca = Some((path, CaCertificates(der)));
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "tls_verify",
+        aliases: &[],
+        default: "`on`",
+        accepted: "on/true/yes or off/false/no",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            d.tls_verify = Some(parse_bool(v).ok_or_else(Reject::default)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "max_concurrency",
+        aliases: &[],
+        default: "`8`",
+        accepted: "an integer from 1 to 64",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let n = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n));
+            d.max_concurrency = Some(n.ok_or_else(Reject::default)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "site_probe",
+        aliases: &[],
+        default: "none",
+        accepted: "name=http://host:port pairs separated by commas",
+        shown: Shown::Url,
+        test_only: true,
+        parse: |v, d| {
+            d.probe = Some(parse_probe_list(v).ok_or_else(Reject::default)?);
+            Ok(())
+        },
+    },
+];
+
+/// The option named `name` (or one of its aliases), case-insensitively.
+pub fn option(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS
+        .iter()
+        .find(|o| o.names().any(|n| n.eq_ignore_ascii_case(name)))
+}
+
+/// The spec of an option this module names itself; the table holds all of them (tested).
+fn spec(name: &str) -> &'static OptionSpec {
+    option(name).unwrap_or(&OPTIONS[0])
+}
+
+/// Replaces the `user:password@` of every URL in `text` by `***@`, so a proxy or endpoint
+/// URL can be printed. Text without `://` is taken as one URL without its scheme.
+pub fn redact_url_userinfo(text: &str) -> String {
+    fn authority(rest: &str) -> String {
+        let end = rest.find(['/', '?', '#', ',', ' ']).unwrap_or(rest.len());
+        let (auth, tail) = rest.split_at(end);
+        match auth.rfind('@') {
+            Some(at) => format!("***{}{tail}", &auth[at..]),
+            None => rest.to_string(),
+        }
+    }
+    if !text.contains("://") {
+        return authority(text);
+    }
+    let mut parts = text.split("://");
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for p in parts {
+        out.push_str("://");
+        // Only the authority's end bounds the userinfo: a later URL in `p` begins after a
+        // ',' and its own `://` is handled by the next part.
+        out.push_str(&authority(p));
+    }
+    out
+}
+
+fn describe_secret(value: &str) -> String {
+    match value.trim().chars().count() {
+        0 => "(empty)".to_string(),
+        n => format!("(a {n}-character value, not shown)"),
+    }
+}
+
+/// The Datadog API key. Its `Debug` never shows it; [`ApiKey::expose`] is for the request
+/// header and for registering it with the log redaction.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key (for tests and benchmarks; Init validates keys through [`OPTIONS`]).
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+
+    /// The key itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+fn check_key(text: &str) -> Result<ApiKey, Reject> {
+    let key = text.trim();
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Reject::default());
+    }
+    Ok(ApiKey(key.to_string()))
+}
+
+/// An explicit HTTP proxy, parsed once at Init. `Debug` hides its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Proxy {
+    url: String,
+    parsed: ureq::Proxy,
+}
+
+impl Proxy {
+    fn parse(text: &str) -> Option<Proxy> {
+        let url = text.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return None;
+        }
+        let parsed = ureq::Proxy::new(url).ok()?;
+        Some(Proxy {
+            url: url.to_string(),
+            parsed,
+        })
+    }
+
+    /// The proxy for the HTTP agent.
+    pub fn to_ureq(&self) -> ureq::Proxy {
+        self.parsed.clone()
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Proxy({})", redact_url_userinfo(&self.url))
+    }
+}
+
+/// The certificates of `tls_ca_file`, DER-encoded, read once at Init.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CaCertificates(pub Vec<Vec<u8>>);
+
+impl fmt::Debug for CaCertificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} certificate(s)", self.0.len())
+    }
+}
 
 /// Where the site (and so the intake) comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,17 +527,53 @@ pub enum Destination {
 /// Body compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// `Content-Encoding: zstd` at the given level (1-19).
+    Zstd(u32),
     /// `Content-Encoding: gzip` at the given level (1-9).
     Gzip(u32),
     /// Plain JSON.
     None,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Codec {
+    Zstd,
+    Gzip,
+    None,
+}
+
+/// The parsed options, before precedence and cross-option rules are applied.
+#[derive(Debug, Default)]
+struct Draft {
+    api_key: Option<ApiKey>,
+    api_key_file: Option<String>,
+    site: Option<Site>,
+    endpoint: Option<String>,
+    service: Option<String>,
+    source: Option<String>,
+    hostname: Option<String>,
+    tags: Vec<String>,
+    message_key: Option<String>,
+    ecs: bool,
+    include_tag: bool,
+    tag_key: Option<String>,
+    date_key: Option<Option<String>>,
+    codec: Option<Codec>,
+    /// The level and its text as given (for the error when it does not fit the codec).
+    level: Option<(u32, String)>,
+    timeout: Option<Duration>,
+    proxy: Option<Proxy>,
+    tls_ca: Option<(PathBuf, CaCertificates)>,
+    tls_verify: Option<bool>,
+    max_concurrency: Option<usize>,
+    probe: Option<Vec<(String, String)>>,
+}
+
 /// The validated settings of one plugin instance.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// The Datadog API key. Never printed: `Debug` redacts it.
-    pub api_key: String,
+    /// The Datadog API key (its `Debug` is redacted).
+    pub api_key: ApiKey,
     /// Which intake to send to.
     pub destination: Destination,
     /// Base URLs of the APIs probed to find the key's site; `None` means Datadog's sites.
@@ -96,37 +599,16 @@ pub struct Config {
     pub compression: Compression,
     /// Whole-request timeout.
     pub timeout: Duration,
-    /// Explicit HTTP proxy URL; otherwise the environment's.
-    pub proxy: Option<String>,
-    /// Extra CA bundle (PEM) to trust.
+    /// Explicit HTTP proxy; otherwise the environment's.
+    pub proxy: Option<Proxy>,
+    /// The path of the extra CA bundle (PEM) to trust.
     pub tls_ca_file: Option<PathBuf>,
+    /// The certificates of `tls_ca_file` (empty without one), read at Init.
+    pub tls_ca_certs: CaCertificates,
     /// `tls_verify` (default on): check the intake's certificate. Off accepts any.
     pub tls_verify: bool,
     /// Requests of one flush in flight at once.
     pub max_concurrency: usize,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("api_key", &"***")
-            .field("destination", &self.destination)
-            .field("service", &self.service)
-            .field("source", &self.source)
-            .field("hostname", &self.hostname)
-            .field("tags", &self.tags)
-            .field("message_key", &self.message_key)
-            .field("ecs", &self.ecs)
-            .field("tag_key", &self.tag_key)
-            .field("date_key", &self.date_key)
-            .field("compression", &self.compression)
-            .field("timeout", &self.timeout)
-            .field("proxy", &self.proxy)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .field("tls_verify", &self.tls_verify)
-            .field("max_concurrency", &self.max_concurrency)
-            .finish()
-    }
 }
 
 /// A rejected option: which, the offending value (or a description of it), and what is accepted.
@@ -152,12 +634,145 @@ impl fmt::Display for OptionError {
 
 impl std::error::Error for OptionError {}
 
-fn bad(option: &str, value: &str, accepted: impl Into<String>) -> OptionError {
-    OptionError {
-        option: option.to_string(),
-        value: format!("'{value}'"),
-        accepted: accepted.into(),
+impl Config {
+    /// Builds a configuration from the instance's options (`prop`) and the environment (`env`).
+    ///
+    /// `prop` must return `None` for an absent option (the host also returns NULL for an empty
+    /// value). Every option of [`OPTIONS`] is looked up (by name, then aliases) and parsed;
+    /// `apikey_file` and `tls_ca_file` are read here, once.
+    pub fn from_lookup(
+        prop: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, OptionError> {
+        let mut d = Draft::default();
+        for spec in OPTIONS {
+            let Some((name, value)) = spec.names().find_map(|n| prop(n).map(|v| (n, v))) else {
+                continue;
+            };
+            // An empty value is unset, except for the key: an empty key is a mistake.
+            if value.trim().is_empty() && spec.shown != Shown::Secret {
+                continue;
+            }
+            let label = if spec.shown == Shown::Secret {
+                spec.name
+            } else {
+                name
+            };
+            (spec.parse)(&value, &mut d).map_err(|why| spec.error(label, &value, why))?;
+        }
+        // A blank DD_API_KEY is a mistake worth an error; a blank DD_SITE is unset.
+        let api_key = match (d.api_key.take(), &d.api_key_file, env("DD_API_KEY")) {
+            (Some(k), _, _) => k,
+            (None, Some(path), _) => {
+                let file = spec("apikey_file");
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| file.error(file.name, path, Reject::detail(e.to_string())))?;
+                check_key(&text).map_err(|why| spec("apikey").error(file.name, &text, why))?
+            }
+            (None, None, Some(k)) => check_key(&k)
+                .map_err(|why| spec("apikey").error("apikey (from DD_API_KEY)", &k, why))?,
+            (None, None, None) => {
+                let why = Reject {
+                    value: Some("(not set)".into()),
+                    detail: Some(
+                        "given as `apikey`, `apikey_file` or the DD_API_KEY environment variable"
+                            .into(),
+                    ),
+                };
+                return Err(spec("apikey").error("apikey", "", why));
+            }
+        };
+        let dd_site = env("DD_SITE").filter(|v| !v.trim().is_empty());
+        let destination = match (d.endpoint, d.site, dd_site) {
+            (Some(e), _, _) => Destination::Endpoint(e),
+            (None, Some(s), _) => Destination::Site(s),
+            (None, None, Some(s)) => {
+                let site = spec("site");
+                let mut d2 = Draft::default();
+                (site.parse)(&s, &mut d2)
+                    .map_err(|why| site.error("site (from DD_SITE)", &s, why))?;
+                d2.site.map_or(Destination::AutoDetect, Destination::Site)
+            }
+            (None, None, None) => Destination::AutoDetect,
+        };
+        let level = d.level.as_ref().map_or(DEFAULT_COMPRESSION_LEVEL, |l| l.0);
+        let compression = match d.codec.unwrap_or(Codec::Gzip) {
+            Codec::Zstd => Compression::Zstd(level),
+            Codec::Gzip => match &d.level {
+                Some((n, text)) if *n > 9 => {
+                    let spec = spec("compression_level");
+                    return Err(spec.error(spec.name, text, Reject::default()));
+                }
+                _ => Compression::Gzip(level),
+            },
+            Codec::None => Compression::None,
+        };
+        let (tls_ca_file, tls_ca_certs) = d.tls_ca.unzip();
+        Ok(Config {
+            api_key,
+            destination,
+            probe_override: d.probe,
+            service: d.service,
+            source: d.source,
+            hostname: d.hostname,
+            tags: d.tags,
+            message_key: d.message_key.unwrap_or_else(|| "log".to_string()),
+            ecs: d.ecs,
+            tag_key: d
+                .include_tag
+                .then(|| d.tag_key.unwrap_or_else(|| "tagkey".into())),
+            date_key: d.date_key.unwrap_or_else(|| Some("timestamp".to_string())),
+            compression,
+            timeout: d.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            proxy: d.proxy,
+            tls_ca_file,
+            tls_ca_certs: tls_ca_certs.unwrap_or_default(),
+            tls_verify: d.tls_verify.unwrap_or(true),
+            max_concurrency: d.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+        })
     }
+
+    /// The timeout for establishing a connection: shorter than the whole-request timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        (self.timeout / 2).min(Duration::from_secs(10))
+    }
+
+    /// Settings that work but deserve a warning at Init, one line each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let plain = match &self.destination {
+            Destination::Endpoint(url) => url.strip_prefix("http://").map(|rest| (url, rest)),
+            _ => None,
+        };
+        if let Some((url, rest)) = plain {
+            let host = host_of_authority(rest.split('/').next().unwrap_or_default());
+            if !is_loopback(host) {
+                out.push(format!(
+                    "endpoint {} is plain http:// to a host that is not loopback: the API key and the logs travel unencrypted; use https://",
+                    redact_url_userinfo(url)
+                ));
+            }
+        }
+        if !self.tls_verify {
+            out.push("tls_verify is off: the intake's certificate is not checked".to_string());
+        }
+        out
+    }
+}
+
+/// The host of `host:port` or `[v6]:port`.
+fn host_of_authority(authority: &str) -> &str {
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    authority.split(':').next().unwrap_or_default()
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses Fluent Bit's boolean words (`flb_utils_bool`): true/on/yes, false/off/no.
@@ -227,177 +842,6 @@ pub fn split_tags(text: &str) -> Vec<String> {
         .collect()
 }
 
-impl Config {
-    /// Builds a configuration from the instance's options (`prop`) and the environment (`env`).
-    ///
-    /// `prop` must return `None` for an absent option (the host also returns NULL for an empty
-    /// value). `apikey_file` and `tls_ca_file` are read here, once.
-    pub fn from_lookup(
-        prop: impl Fn(&str) -> Option<String>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, OptionError> {
-        let get = |k: &str| prop(k).filter(|v| !v.trim().is_empty());
-        if prop("apikey")
-            .or_else(|| prop("api_key"))
-            .is_some_and(|v| v.trim().is_empty())
-        {
-            return Err(OptionError {
-                option: "apikey".into(),
-                value: "(empty)".into(),
-                accepted: "a non-empty Datadog API key".into(),
-            });
-        }
-        let api_key = read_api_key(&get, &env)?;
-        let destination = if let Some(e) = get("endpoint") {
-            Destination::Endpoint(endpoint_url(&e).ok_or_else(|| {
-                bad(
-                    "endpoint",
-                    &e,
-                    "an http:// or https:// URL such as http://127.0.0.1:8080 (`/api/v2/logs` is appended when it has no path)",
-                )
-            })?)
-        } else if let Some(s) = get("site") {
-            Destination::Site(Site::parse(&s).ok_or_else(|| bad("site", &s, site::accepted()))?)
-        } else if let Some(s) = env("DD_SITE").filter(|v| !v.trim().is_empty()) {
-            Destination::Site(
-                Site::parse(&s).ok_or_else(|| bad("site (from DD_SITE)", &s, site::accepted()))?,
-            )
-        } else {
-            Destination::AutoDetect
-        };
-        let provider_ecs = match get("provider") {
-            None => false,
-            Some(p) if p.trim().eq_ignore_ascii_case("ecs") => true,
-            Some(p) => return Err(bad("provider", &p, "ecs")),
-        };
-        let include_tag = match get("include_tag_key") {
-            None => false,
-            Some(v) => parse_bool(&v)
-                .ok_or_else(|| bad("include_tag_key", &v, "true/on/yes or false/off/no"))?,
-        };
-        let tag_key = include_tag.then(|| get("tag_key").unwrap_or_else(|| "tagkey".into()));
-        let date_key = match get("json_date_key") {
-            None => Some("timestamp".to_string()),
-            Some(v) if parse_bool(&v) == Some(false) => None,
-            Some(v) => Some(v.trim().to_string()),
-        };
-        let level = match get("compression_level") {
-            None => DEFAULT_COMPRESSION_LEVEL,
-            Some(v) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=9).contains(n))
-                .ok_or_else(|| bad("compression_level", &v, "an integer from 1 to 9"))?,
-        };
-        let compression = match get("compress") {
-            None => Compression::Gzip(level),
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "gzip" => Compression::Gzip(level),
-                "none" | "off" | "false" => Compression::None,
-                _ => return Err(bad("compress", &v, "gzip or none")),
-            },
-        };
-        let timeout = match get("timeout") {
-            None => DEFAULT_TIMEOUT,
-            Some(v) => parse_duration(&v).ok_or_else(|| {
-                bad(
-                    "timeout",
-                    &v,
-                    "a duration up to 1h such as 30s, 1500ms or 2m (a plain number is seconds)",
-                )
-            })?,
-        };
-        let proxy = match get("proxy") {
-            None => None,
-            Some(p) => {
-                let ok = (p.starts_with("http://") || p.starts_with("https://"))
-                    && ureq::Proxy::new(p.trim()).is_ok();
-                if !ok {
-                    return Err(bad(
-                        "proxy",
-                        &p,
-                        "an HTTP proxy URL such as http://proxy.internal:3128",
-                    ));
-                }
-                Some(p.trim().to_string())
-            }
-        };
-        let tls_ca_file = match get("tls_ca_file") {
-            None => None,
-            Some(path) => {
-                let pem = std::fs::read(path.trim())
-                    .map_err(|e| bad("tls_ca_file", &path, format!("a readable PEM file ({e})")))?;
-                let certs = ureq::tls::parse_pem(&pem)
-                    .filter_map(|i| match i {
-                        Ok(ureq::tls::PemItem::Certificate(_)) => Some(()),
-                        _ => None,
-                    })
-                    .count();
-                if certs == 0 {
-                    return Err(bad(
-                        "tls_ca_file",
-                        &path,
-                        "a PEM file holding at least one CERTIFICATE",
-                    ));
-                }
-                Some(PathBuf::from(path.trim()))
-            }
-        };
-        let tls_verify = match get("tls_verify") {
-            None => true,
-            Some(v) => parse_bool(&v)
-                .ok_or_else(|| bad("tls_verify", &v, "on/true/yes or off/false/no"))?,
-        };
-        let max_concurrency = match get("max_concurrency") {
-            None => DEFAULT_MAX_CONCURRENCY,
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| bad("max_concurrency", &v, "an integer from 1 to 64"))?,
-        };
-        let probe_override = match get("site_probe") {
-            None => None,
-            Some(v) => Some(parse_probe_list(&v).ok_or_else(|| {
-                bad(
-                    "site_probe",
-                    &v,
-                    "name=http://host:port pairs separated by commas",
-                )
-            })?),
-        };
-        let message_key = get("dd_message_key")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| "log".to_string());
-        Ok(Config {
-            api_key,
-            destination,
-            probe_override,
-            service: get("dd_service"),
-            source: get("dd_source"),
-            hostname: get("dd_hostname"),
-            tags: get("dd_tags").map(|t| split_tags(&t)).unwrap_or_default(),
-            message_key,
-            ecs: provider_ecs,
-            tag_key,
-            date_key,
-            compression,
-            timeout,
-            proxy,
-            tls_ca_file,
-            tls_verify,
-            max_concurrency,
-        })
-    }
-
-    /// The timeout for establishing a connection: shorter than the whole-request timeout.
-    pub fn connect_timeout(&self) -> Duration {
-        (self.timeout / 2).min(Duration::from_secs(10))
-    }
-}
-
 fn parse_probe_list(text: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -409,48 +853,6 @@ fn parse_probe_list(text: &str) -> Option<Vec<(String, String)>> {
         out.push((name.trim().to_string(), url.to_string()));
     }
     (!out.is_empty()).then_some(out)
-}
-
-fn read_api_key(
-    get: &impl Fn(&str) -> Option<String>,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<String, OptionError> {
-    let (key, from) = if let Some(k) = get("apikey").or_else(|| get("api_key")) {
-        (k, "apikey")
-    } else if let Some(path) = get("apikey_file") {
-        let text = std::fs::read_to_string(path.trim()).map_err(|e| {
-            bad(
-                "apikey_file",
-                &path,
-                format!("a readable file holding the API key ({e})"),
-            )
-        })?;
-        (text, "apikey_file")
-    } else if let Some(k) = env("DD_API_KEY") {
-        (k, "apikey (from DD_API_KEY)")
-    } else {
-        return Err(OptionError {
-            option: "apikey".into(),
-            value: "(not set)".into(),
-            accepted: "a Datadog API key, given as `apikey`, `apikey_file` or the DD_API_KEY environment variable".into(),
-        });
-    };
-    let key = key.trim().to_string();
-    if key.is_empty() {
-        return Err(OptionError {
-            option: from.into(),
-            value: "(empty)".into(),
-            accepted: "a non-empty Datadog API key".into(),
-        });
-    }
-    if !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(OptionError {
-            option: from.into(),
-            value: format!("(a {}-character value, not shown)", key.chars().count()),
-            accepted: "a Datadog API key: printable ASCII with no blanks (32 hex digits)".into(),
-        });
-    }
-    Ok(key)
 }
 
 #[cfg(test)]
@@ -479,7 +881,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = cfg(&[("apikey", KEY)]).unwrap();
-        assert_eq!(c.api_key, KEY);
+        assert_eq!(c.api_key.expose(), KEY);
         assert_eq!(c.destination, Destination::AutoDetect);
         assert_eq!(c.message_key, "log");
         assert_eq!(c.date_key.as_deref(), Some("timestamp"));
@@ -493,15 +895,21 @@ mod tests {
 
     #[test]
     fn api_key_sources_in_order() {
-        assert_eq!(cfg(&[("api_key", KEY)]).unwrap().api_key, KEY);
+        assert_eq!(cfg(&[("api_key", KEY)]).unwrap().api_key.expose(), KEY);
         let env = [("DD_API_KEY", "fromenv")];
-        assert_eq!(cfg_env(&[], &env).unwrap().api_key, "fromenv");
-        assert_eq!(cfg_env(&[("apikey", KEY)], &env).unwrap().api_key, KEY);
+        assert_eq!(cfg_env(&[], &env).unwrap().api_key.expose(), "fromenv");
+        assert_eq!(
+            cfg_env(&[("apikey", KEY)], &env).unwrap().api_key.expose(),
+            KEY
+        );
         let dir = std::env::temp_dir().join(format!("fbdd-key-{}", std::process::id()));
         std::fs::write(&dir, format!("  {KEY}\n")).unwrap();
         let path = dir.to_str().unwrap();
         assert_eq!(
-            cfg_env(&[("apikey_file", path)], &env).unwrap().api_key,
+            cfg_env(&[("apikey_file", path)], &env)
+                .unwrap()
+                .api_key
+                .expose(),
             KEY
         );
         std::fs::remove_file(&dir).unwrap();
@@ -573,10 +981,10 @@ mod tests {
             ("endpoint", "127.0.0.1:8080", "http://"),
             ("provider", "eks", "ecs"),
             ("include_tag_key", "maybe", "true"),
-            ("compress", "zstd", "gzip or none"),
-            ("compression_level", "0", "1 to 9"),
-            ("compression_level", "10", "1 to 9"),
-            ("compression_level", "fast", "1 to 9"),
+            ("compress", "lz4", "zstd, gzip or none"),
+            ("compression_level", "0", "1-9 for gzip, 1-19 for zstd"),
+            ("compression_level", "10", "1-9 for gzip, 1-19 for zstd"),
+            ("compression_level", "fast", "1-9 for gzip, 1-19 for zstd"),
             ("timeout", "soon", "duration"),
             ("timeout", "-5s", "duration"),
             ("timeout", "0", "duration"),
@@ -662,5 +1070,153 @@ mod tests {
     fn debug_never_shows_the_key() {
         let c = cfg(&[("apikey", KEY)]).unwrap();
         assert!(!format!("{c:?}").contains(KEY));
+    }
+
+    #[test]
+    fn debug_shows_every_field_but_no_secret() {
+        let c = cfg(&[
+            ("apikey", KEY),
+            ("proxy", "http://alice:S3cretPr0xyPass@proxy.internal:3128"),
+            ("site_probe", "us1=http://127.0.0.1:9"),
+        ])
+        .unwrap();
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains(KEY) && !text.contains("S3cretPr0xyPass"),
+            "{text}"
+        );
+        assert!(text.contains("***@proxy.internal:3128"), "{text}");
+        assert!(
+            text.contains("probe_override") && text.contains("tls_ca_certs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_url_values_are_echoed_without_their_password() {
+        for (opt, val) in [
+            ("proxy", "http://alice:S3cretPr0xyPass@[bad host:99999"),
+            ("proxy", "alice:S3cretPr0xyPass@proxy:3128"),
+            ("endpoint", "https://alice:S3cretPr0xyPass@relay:8443/x"),
+            ("site_probe", "us1=http://a:S3cretPr0xyPass@h:1,nourl"),
+        ] {
+            let e = cfg(&[("apikey", KEY), (opt, val)]).unwrap_err();
+            assert_eq!(e.option, opt);
+            let text = e.to_string();
+            assert!(!text.contains("S3cretPr0xyPass"), "{text}");
+            assert!(text.contains("***@"), "{text}");
+        }
+    }
+
+    #[test]
+    fn userinfo_redaction() {
+        assert_eq!(
+            redact_url_userinfo("http://alice:pw@[bad host:99999"),
+            "http://***@[bad host:99999"
+        );
+        assert_eq!(
+            redact_url_userinfo("https://u:p@h:1/a@b?c@d"),
+            "https://***@h:1/a@b?c@d"
+        );
+        assert_eq!(redact_url_userinfo("u:p@h:3128"), "***@h:3128");
+        assert_eq!(
+            redact_url_userinfo("a=http://u:p@h,b=https://x@y/"),
+            "a=http://***@h,b=https://***@y/"
+        );
+        assert_eq!(redact_url_userinfo("http://h:1/x"), "http://h:1/x");
+        assert_eq!(redact_url_userinfo("plain"), "plain");
+    }
+
+    #[test]
+    fn proxy_is_parsed_once_into_config() {
+        let c = cfg(&[("apikey", KEY), ("proxy", " http://proxy.internal:3128 ")]).unwrap();
+        let p = c.proxy.unwrap().to_ureq();
+        assert_eq!((p.host(), p.port()), ("proxy.internal", 3128));
+    }
+
+    #[test]
+    fn compression_level_is_checked_per_codec() {
+        let c = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("apikey", KEY)];
+            all.extend_from_slice(pairs);
+            cfg(&all)
+        };
+        assert_eq!(
+            c(&[("compress", "zstd")]).unwrap().compression,
+            Compression::Zstd(DEFAULT_COMPRESSION_LEVEL)
+        );
+        assert_eq!(
+            c(&[("compress", "ZSTD"), ("compression_level", "19")])
+                .unwrap()
+                .compression,
+            Compression::Zstd(19)
+        );
+        assert_eq!(
+            c(&[("compression_level", "9")]).unwrap().compression,
+            Compression::Gzip(9)
+        );
+        for pairs in [
+            &[("compression_level", "12")][..],
+            &[("compress", "gzip"), ("compression_level", "10")],
+            &[("compress", "zstd"), ("compression_level", "20")],
+        ] {
+            let e = c(pairs).unwrap_err();
+            assert_eq!(e.option, "compression_level", "{e}");
+            assert!(e.to_string().contains("1-9 for gzip, 1-19 for zstd"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_error_uses_the_tables_accepted_text() {
+        for spec in OPTIONS.iter().filter(|o| !o.accepted.is_empty()) {
+            let bad = (spec.name, "\u{1}bad value");
+            let e = match spec.name {
+                "apikey" | "apikey_file" => cfg(&[bad]),
+                _ => cfg(&[("apikey", KEY), bad]),
+            };
+            let e = e.expect_err(spec.name);
+            assert!(e.accepted.starts_with(spec.accepted), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_options_this_module_names_are_in_the_table() {
+        for name in [
+            "apikey",
+            "api_key",
+            "apikey_file",
+            "site",
+            "compression_level",
+        ] {
+            assert!(option(name).is_some(), "{name}");
+        }
+        assert_eq!(spec("compression_level").name, "compression_level");
+        assert!(option("dd_typo").is_none());
+    }
+
+    #[test]
+    fn warnings_for_plain_http_to_a_remote_host_and_tls_verify_off() {
+        let w = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("apikey", KEY)];
+            all.extend_from_slice(pairs);
+            cfg(&all).unwrap().warnings()
+        };
+        assert!(w(&[]).is_empty());
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:2",
+        ] {
+            assert!(w(&[("endpoint", local)]).is_empty(), "{local}");
+        }
+        assert!(w(&[("endpoint", "https://relay.internal:8443")]).is_empty());
+        let remote = w(&[("endpoint", "http://relay.internal:8080")]);
+        assert_eq!(remote.len(), 1);
+        assert!(remote[0].contains("relay.internal") && remote[0].contains("unencrypted"));
+        assert_eq!(w(&[("endpoint", "http://10.0.0.1")]).len(), 1);
+        assert_eq!(
+            w(&[("tls_verify", "off")]),
+            ["tls_verify is off: the intake's certificate is not checked"]
+        );
     }
 }

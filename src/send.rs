@@ -150,7 +150,7 @@ impl Client {
     pub fn new(cfg: &Config) -> Result<(Client, &'static str), String> {
         let roots_note = crate::tls::trust_note(cfg);
         let proxy = match &cfg.proxy {
-            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("proxy: {e}"))?),
+            Some(p) => Some(p.to_ureq()),
             None => ureq::Proxy::try_from_env(),
         };
         let config = ureq::Agent::config_builder()
@@ -178,7 +178,7 @@ impl Client {
         Ok((
             Client {
                 agent,
-                api_key: cfg.api_key.clone(),
+                api_key: cfg.api_key.expose().to_string(),
                 compression: cfg.compression,
                 deflaters: Mutex::new(Deflaters::default()),
                 deflater_idle: Condvar::new(),
@@ -210,7 +210,8 @@ impl Client {
                 drop(lease);
                 (req.header("Content-Encoding", "gzip"), &out[..])
             }
-            Compression::None => (req, json),
+            // Until the zstd encoder lands, zstd is sent uncompressed.
+            Compression::Zstd(_) | Compression::None => (req, json),
         };
         let wire_bytes = body.len();
         let started = Instant::now();

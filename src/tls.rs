@@ -15,7 +15,6 @@ use crate::options::Config;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{WebPkiServerVerifier, verify_server_name};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{
@@ -23,7 +22,6 @@ use rustls::{
     RootCertStore, SignatureScheme, StreamOwned,
 };
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
@@ -49,7 +47,8 @@ pub fn trust_note(cfg: &Config) -> &'static str {
 #[derive(Clone, Debug)]
 struct Settings {
     verify: bool,
-    ca_file: Option<PathBuf>,
+    /// The certificates of `tls_ca_file` (DER), read once at Init; `None` without the option.
+    ca_certs: Option<Vec<CertificateDer<'static>>>,
 }
 
 /// The rustls client configuration for `settings`.
@@ -74,7 +73,7 @@ fn verifier(
             provider.signature_verification_algorithms,
         )));
     }
-    let Some(path) = &settings.ca_file else {
+    let Some(listed) = &settings.ca_certs else {
         if rustls_native_certs::load_native_certs().certs.is_empty() {
             let roots = RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -85,11 +84,7 @@ fn verifier(
             .map_err(|e| format!("TLS setup: {e}"))?;
         return Ok(Arc::new(v));
     };
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("cannot read tls_ca_file {}: {e}", path.display()))?;
-    let listed: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
+    let listed = listed.clone();
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     roots.add_parsable_certificates(listed.iter().cloned());
@@ -237,7 +232,13 @@ impl TlsConnector {
         TlsConnector {
             settings: Settings {
                 verify: cfg.tls_verify,
-                ca_file: cfg.tls_ca_file.clone(),
+                ca_certs: cfg.tls_ca_file.is_some().then(|| {
+                    cfg.tls_ca_certs
+                        .0
+                        .iter()
+                        .map(|der| CertificateDer::from(der.clone()))
+                        .collect()
+                }),
             },
             config: OnceLock::new(),
         }

@@ -74,7 +74,7 @@ impl Instance {
     /// Creates the instance: HTTP client, mapping, and (when no site is given) the background
     /// site probe. Called on the thread that runs Init.
     pub fn new(config: Config, name: &str) -> Result<Instance, String> {
-        log::add_secret(&config.api_key);
+        log::add_secret(config.api_key.expose());
         let (client, roots) = Client::new(&config)?;
         let client = Arc::new(client);
         let resolver = Arc::new(Resolver::new(&config));
@@ -109,9 +109,8 @@ impl Instance {
                 inst.config.compression
             ),
         );
-        if !inst.config.tls_verify {
-            let line = "tls_verify is off: the intake's certificate is not checked";
-            log::write(Level::Warn, &name, line);
+        for line in inst.config.warnings() {
+            log::write(Level::Warn, &name, &line);
         }
         resolver.start(client, name);
         Ok(inst)
@@ -184,7 +183,7 @@ impl Instance {
     fn process(&self, data: &[u8], tag: &str) -> Verdict {
         let started = Instant::now();
         if self.fault_panic {
-            panic!("injected fault for key {}", self.config.api_key);
+            panic!("injected fault for key {}", self.config.api_key.expose());
         }
         let (url, site) = match self.resolver.target() {
             Target::Ready { url, site } => (url, site),

@@ -1,23 +1,61 @@
-//! The shipped examples cannot drift from the code: the `datadog_logs` output options of
-//! fluent-bit.conf, fluent-bit.yaml and examples/ecs-task-definition.json go through the
-//! plugin's own Init in the conformance host and must be accepted.
+//! The shipped examples cannot drift from the code: every key of a `datadog_logs` output in
+//! fluent-bit.conf, fluent-bit.yaml, docker/*.conf and examples/ecs-task-definition.json is an
+//! option of the plugin's table (`options::OPTIONS`) or a Fluent Bit core key, and the options
+//! go through the plugin's own Init in the conformance host and must be accepted.
+//! (scripts/check-compose.py checks the container wiring, which needs Python and PyYAML.)
 
 use test_support as common;
 
 use common::host::{Host, Props};
 use std::collections::BTreeMap;
 
-/// Options Fluent Bit's core consumes; they never reach a proxy plugin.
-const CORE: [&str; 8] = [
+/// Output keys Fluent Bit's core consumes itself (`flb_output_set_property`); they never
+/// reach a proxy plugin.
+const CORE: [&str; 13] = [
     "name",
     "match",
     "match_regex",
     "alias",
     "log_level",
-    "workers",
+    "log_suppress_interval",
+    "host",
+    "port",
+    "ipv6",
     "retry_limit",
+    "workers",
     "storage.total_limit_size",
+    "tls",
 ];
+/// Prefixes of core keys.
+const CORE_PREFIXES: [&str; 2] = ["tls.", "net."];
+/// Core keys a `datadog_logs` output must not use: they would silently do nothing.
+const USELESS_CORE: [(&str, &str); 3] = [
+    ("host", "use `site` or `endpoint`"),
+    ("port", "use `endpoint`"),
+    (
+        "tls",
+        "use `endpoint` with https:// (TLS is always on for Datadog sites)",
+    ),
+];
+
+fn is_core(key: &str) -> bool {
+    CORE.contains(&key) || CORE_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+/// Fails unless `key` (lowercase) of a `datadog_logs` output in `source` is a plugin option
+/// (name or alias) or a core key that does something for this plugin.
+fn check_key(source: &str, key: &str) {
+    if let Some((_, instead)) = USELESS_CORE.iter().find(|(k, _)| *k == key) {
+        panic!(
+            "{source}: `{key}` is consumed by Fluent Bit's core and never reaches datadog_logs: {instead}"
+        );
+    }
+    let option = fluent_bit_datadog::options::option(key);
+    assert!(
+        is_core(key) || option.is_some_and(|o| o.names().any(|n| n == key) && !o.test_only),
+        "{source}: `{key}` is neither a datadog_logs option (src/options.rs OPTIONS) nor a Fluent Bit core key"
+    );
+}
 
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
@@ -37,11 +75,15 @@ fn expand(key: &str, value: &str) -> String {
     }
 }
 
-fn plugin_options(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+fn plugin_options(
+    source: &str,
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
     pairs
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .filter(|(k, _)| !CORE.contains(&k.as_str()))
+        .inspect(|(k, _)| check_key(source, k))
+        .filter(|(k, _)| !is_core(k))
         .map(|(k, v)| {
             let v = expand(&k, &v);
             (k, v)
@@ -50,7 +92,7 @@ fn plugin_options(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap
 }
 
 /// The classic format: `[OUTPUT]` sections whose `Name` is datadog_logs.
-fn classic_outputs(text: &str) -> Vec<BTreeMap<String, String>> {
+fn classic_outputs(source: &str, text: &str) -> Vec<BTreeMap<String, String>> {
     let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
@@ -75,7 +117,7 @@ fn classic_outputs(text: &str) -> Vec<BTreeMap<String, String>> {
                     .iter()
                     .any(|(k, v)| k.eq_ignore_ascii_case("name") && v == "datadog_logs")
         })
-        .map(|(_, kv)| plugin_options(kv))
+        .map(|(_, kv)| plugin_options(source, kv))
         .collect()
 }
 
@@ -98,7 +140,7 @@ fn yaml_outputs(text: &str) -> Vec<BTreeMap<String, String>> {
                 };
                 (k.as_str().unwrap().to_string(), value)
             });
-            plugin_options(pairs)
+            plugin_options("fluent-bit.yaml", pairs)
         })
         .collect()
 }
@@ -125,9 +167,36 @@ fn task_definition_outputs(text: &str) -> Vec<BTreeMap<String, String>> {
                     "${SECRET_0}".into(),
                 ));
             }
-            plugin_options(pairs)
+            plugin_options("examples/ecs-task-definition.json", pairs)
         })
         .collect()
+}
+
+#[test]
+fn docker_confs_use_only_known_keys() {
+    let dir = format!("{}/docker", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "conf") {
+            let name = format!("docker/{}", path.file_name().unwrap().to_string_lossy());
+            // Checks the keys of any datadog_logs output (FireLens generates the one in use).
+            classic_outputs(&name, &repo_file(&name));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "docker/*.conf not found");
+}
+
+#[test]
+fn unknown_and_useless_keys_are_refused() {
+    let conf = "[OUTPUT]\n    Name datadog_logs\n    Match *\n    apikey k\n    api_key k\n    Workers 1\n    tls.verify off\n";
+    assert_eq!(classic_outputs("t", conf).len(), 1);
+    for bad in ["dd_typo x", "Host h", "site_probe a=http://x", "tls on"] {
+        let text = format!("{conf}    {bad}\n");
+        let r = std::panic::catch_unwind(|| classic_outputs("t", &text));
+        assert!(r.is_err(), "{bad} was accepted");
+    }
 }
 
 #[test]
@@ -135,7 +204,7 @@ fn shipped_configs_pass_the_plugins_own_option_validation() {
     let sources = [
         (
             "fluent-bit.conf",
-            classic_outputs(&repo_file("fluent-bit.conf")),
+            classic_outputs("fluent-bit.conf", &repo_file("fluent-bit.conf")),
         ),
         (
             "fluent-bit.yaml",
@@ -151,12 +220,6 @@ fn shipped_configs_pass_the_plugins_own_option_validation() {
     for (name, outputs) in &sources {
         assert_eq!(outputs.len(), 1, "{name}: one datadog_logs output");
         let opts = &outputs[0];
-        for k in opts.keys() {
-            assert!(
-                fluent_bit_datadog::options::KEYS.contains(&k.as_str()),
-                "{name}: option {k} is not one the plugin reads"
-            );
-        }
         assert!(opts.contains_key("apikey"), "{name}: no apikey");
         // An empty endpoint would mean site auto-detection over the network: never in tests.
         assert!(opts.contains_key("site") || opts.get("endpoint").is_some_and(|e| !e.is_empty()));

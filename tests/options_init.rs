@@ -12,7 +12,7 @@ fn cases() -> Vec<(Value, &'static str, &'static str)> {
     let with = |k: &str, v: &str| json!({"apikey": KEY, k: v});
     vec![
         (json!({}), "apikey", "DD_API_KEY"),
-        (json!({"apikey": "   "}), "apikey", "non-empty"),
+        (json!({"apikey": "   "}), "apikey", "printable ASCII"),
         (
             json!({"apikey_file": "/nonexistent/dd.key"}),
             "apikey_file",
@@ -31,16 +31,16 @@ fn cases() -> Vec<(Value, &'static str, &'static str)> {
             "include_tag_key",
             "true/on/yes",
         ),
-        (with("compress", "zstd"), "compress", "gzip or none"),
+        (with("compress", "lz4"), "compress", "zstd, gzip or none"),
         (
             with("compression_level", "11"),
             "compression_level",
-            "1 to 9",
+            "1-9 for gzip",
         ),
         (
             with("compression_level", "fast"),
             "compression_level",
-            "1 to 9",
+            "1-9 for gzip",
         ),
         (with("timeout", "soon"), "timeout", "30s"),
         (with("proxy", "socks5://p:1080"), "proxy", "HTTP proxy URL"),

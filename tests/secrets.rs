@@ -99,3 +99,73 @@ fn the_key_appears_in_no_line_on_any_error_path() {
         assert!(all.contains(needle), "{needle} path not exercised");
     }
 }
+
+/// A proxy password given in `proxy` appears in no line: not when the value is refused, not
+/// in the start-up lines when it is accepted.
+#[test]
+fn a_proxy_password_is_never_printed() {
+    const PASSWORD: &str = "S3cretPr0xyPass";
+    let run = run_host(&json!({
+        "instances": [{"options": opts("http://127.0.0.1:9", &[("proxy", "http://alice:S3cretPr0xyPass@[bad host:99999")])}],
+        "flushes": [], "exit": "none",
+    }));
+    assert_eq!(run.report["init"], json!([0]));
+    assert!(
+        run.stderr
+            .contains("invalid option 'proxy' = 'http://***@[bad host:99999'"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+    let run = run_host(&json!({
+        "instances": [{"options": opts("http://127.0.0.1:9", &[("proxy", "http://alice:S3cretPr0xyPass@127.0.0.1:9")])}],
+        "flushes": [], "exit": "none",
+    }));
+    assert_eq!(run.report["init"], json!([1]), "{}", run.stderr);
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+}
+
+/// However short a key is, it is redacted (here from a 401 body that echoes it).
+#[test]
+fn a_short_key_is_redacted_too() {
+    const SHORT: &str = "k3y";
+    let mock = MockIntake::start(Some(SHORT));
+    mock.set_rules(
+        json!([{"status": 401, "body": format!("{{\"errors\":[\"bad key {SHORT}\"]}}")}]),
+    );
+    let mut options = opts(&mock.url, &[]);
+    options["apikey"] = json!(SHORT);
+    let run = run_host(&json!({
+        "instances": [{"options": options}],
+        "flushes": [{"instance": 0, "fixture": "fb-4.2.8-otlp-groups.msgpack"}],
+    }));
+    assert!(run.stderr.contains("HTTP 401"), "{}", run.stderr);
+    assert!(run.stderr.contains("bad key ***"), "{}", run.stderr);
+    assert!(!run.stderr.contains(SHORT), "{}", run.stderr);
+}
+
+/// A plain http:// endpoint that is not loopback would send the key in clear text: Init warns.
+#[test]
+fn plain_http_to_a_remote_endpoint_warns_at_init() {
+    let warning = "unencrypted";
+    let init = |endpoint: &str| {
+        // Init only: no flush, so nothing is sent anywhere.
+        run_host(&json!({
+            "instances": [{"options": opts(endpoint, &[])}],
+            "flushes": [], "exit": "none",
+        }))
+    };
+    let run = init("http://relay.example:8080");
+    assert_eq!(run.report["init"], json!([1]), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("[ warn]")
+            && run.stderr.contains("endpoint http://relay.example:8080")
+            && run.stderr.contains(warning),
+        "{}",
+        run.stderr
+    );
+    for quiet in ["http://127.0.0.1:9", "https://relay.example:8443"] {
+        let run = init(quiet);
+        assert!(!run.stderr.contains(warning), "{quiet}: {}", run.stderr);
+    }
+}

@@ -19,7 +19,8 @@
 //!
 //! [`options`] and [`site`] turn `[OUTPUT]` options into a validated configuration;
 //! [`detect`] finds the key's Datadog site when none is given; [`log`] writes Fluent Bit-style
-//! lines with the API key redacted; [`stats`] counts what happened.
+//! lines with the API key redacted (through the host's logger on Fluent Bit >= 2.0); [`stats`]
+//! counts what happened and [`metrics`] shows it in the host's metrics (Fluent Bit >= 2.0).
 
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod flush;
 pub mod json;
 pub mod log;
 pub mod map;
+pub mod metrics;
 pub mod options;
 pub mod send;
 pub mod site;

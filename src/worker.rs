@@ -12,6 +12,7 @@ use crate::detect::{self, Resolver, Target};
 use crate::flush::{self, Memory, Report};
 use crate::log::{self, Level, RateLimiter};
 use crate::map::{Mapper, Scratch};
+use crate::metrics::{DropReason, Metrics};
 use crate::options::Config;
 use crate::send::{self, Client};
 use crate::stats::{self, Stats};
@@ -62,6 +63,8 @@ pub struct Instance {
     fault_panic: bool,
     idle: Condvar,
     closed: AtomicBool,
+    /// The host's metrics (Fluent Bit >= 2.0), fed where `stats` is until `events` lands.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Instance {
@@ -97,6 +100,7 @@ impl Instance {
             fault_panic: std::env::var(FAULT_ENV).is_ok_and(|v| v == "panic"),
             idle: Condvar::new(),
             closed: AtomicBool::new(false),
+            metrics: Metrics::disabled(),
             config,
         };
         let dest = match resolver.target() {
@@ -114,6 +118,20 @@ impl Instance {
         );
         resolver.start(client, name);
         Ok(inst)
+    }
+
+    /// Gives the instance the host's metrics, showing the site at once when it is known.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Instance {
+        if let Target::Ready { site, .. } = self.resolver.target() {
+            metrics.site(&site);
+        }
+        self.metrics = metrics;
+        self
+    }
+
+    /// The host's metrics of this instance.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The instance's name in log lines (`datadog_logs.0`).
@@ -190,7 +208,10 @@ impl Instance {
             panic!("injected fault for key {}", self.config.api_key);
         }
         let (url, site) = match self.resolver.target() {
-            Target::Ready { url, site } => (url, site),
+            Target::Ready { url, site } => {
+                self.metrics.site(&site); // metrics: the detected site once known
+                (url, site)
+            }
             Target::Pending => {
                 self.resolver.start(self.client.clone(), self.name.clone());
                 self.limiter.write(
@@ -245,6 +266,10 @@ impl Instance {
         stats::add(&self.stats.dropped_malformed, built.malformed);
         stats::add(&self.stats.dropped_too_large, built.too_large);
         stats::add(&self.stats.truncated, built.truncated);
+        // metrics: fed beside `stats` until the events module is the one place that counts.
+        self.metrics.dropped(DropReason::Malformed, built.malformed);
+        self.metrics.dropped(DropReason::TooLarge, built.too_large);
+        self.metrics.truncated(built.truncated);
         if let Some((offset, reason)) = built.first_malformed {
             self.limiter.write(
                 Level::Warn,
@@ -289,6 +314,12 @@ impl Instance {
             .and_then(|k| self.memory.take(k, objects))
             .unwrap_or_else(|| vec![false; objects]);
         let resumed = done.iter().any(|d| *d);
+        // metrics: the logs a resumed chunk sends again (interim, until `events` lands).
+        let retrying = if resumed {
+            done.iter().filter(|d| !**d).count() as u64
+        } else {
+            0
+        };
 
         let report = flush::deliver(
             &self.client,
@@ -298,6 +329,13 @@ impl Instance {
             self.config.max_concurrency,
         );
         flush::count(&self.stats, &report);
+        // metrics: fed beside `stats` until the events module is the one place that counts.
+        self.metrics.sent(report.accepted);
+        self.metrics
+            .dropped(DropReason::Http400, report.dropped_400);
+        self.metrics
+            .dropped(DropReason::Http413, report.dropped_413);
+        self.metrics.retried(retrying);
         self.log_drops(&report);
 
         let code = if report.pending == 0 {
@@ -306,6 +344,7 @@ impl Instance {
             report.rejected.clone().filter(|_| report.retry.is_none())
         {
             stats::add(&self.stats.dropped_rejected, report.pending);
+            self.metrics.dropped(DropReason::Rejected, report.pending); // metrics: as above
             self.log_rejection(status, &body, url, site, report.pending);
             FLB_ERROR
         } else {

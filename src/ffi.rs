@@ -16,12 +16,14 @@
 //! Every export runs inside `guard`: a panic becomes a return code, never an unwind into C.
 
 use crate::bindings::{
-    FLB_PROXY_GOLANG, FLB_PROXY_OUTPUT_PLUGIN, flb_plugin_proxy_def, flbgo_output_plugin,
+    FLB_ERROR, FLB_OK, FLB_PROXY_GOLANG, FLB_PROXY_OUTPUT_PLUGIN, FLB_RETRY, flb_plugin_proxy_def,
+    flbgo_output_plugin,
 };
 use crate::log::{self, Level};
 use crate::metrics::Metrics;
 use crate::options::{Config, KEYS};
-use crate::worker::{FLB_ERROR, FLB_OK, FLB_RETRY, Instance};
+use crate::verdict::Verdict;
+use crate::worker::Instance;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +39,15 @@ pub const PLUGIN_DESCRIPTION: &CStr =
 static INSTANCES: Mutex<Vec<Option<Arc<Instance>>>> = Mutex::new(Vec::new());
 /// Instances initialised so far, for their names (`datadog_logs.<n>`).
 static INIT_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Fluent Bit's return code for a flush's verdict: the only place the two meet.
+pub fn flush_code(verdict: &Verdict) -> c_int {
+    match verdict {
+        Verdict::Ok => FLB_OK,
+        Verdict::Retry(_) => FLB_RETRY,
+        Verdict::Error(_) => FLB_ERROR,
+    }
+}
 
 /// Runs `f`, turning a panic into `on_panic`.
 fn guard(what: &str, on_panic: c_int, f: impl FnOnce() -> c_int) -> c_int {
@@ -244,7 +255,7 @@ pub unsafe extern "C" fn FLBPluginFlushCtx(
             // SAFETY: the host passes a NUL-terminated copy of the tag, valid during the call.
             unsafe { CStr::from_ptr(tag) }.to_string_lossy()
         };
-        inst.flush(chunk, &tag)
+        flush_code(&inst.flush(chunk, &tag))
     })
 }
 
@@ -613,5 +624,28 @@ fn host_metrics(api: *const c_void, o_ins: *mut c_void, name: &str) -> Metrics {
             });
             Metrics::disabled()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{ErrorReason, RetryReason};
+
+    #[test]
+    fn verdicts_map_to_the_host_codes() {
+        assert_eq!(flush_code(&Verdict::Ok), 1);
+        assert_eq!(flush_code(&Verdict::Retry(RetryReason::SitePending)), 2);
+        assert_eq!(flush_code(&Verdict::Retry(RetryReason::Closing)), 2);
+        assert_eq!(
+            flush_code(&Verdict::Error(ErrorReason::Refused {
+                refusal: crate::verdict::Refusal {
+                    status: 403,
+                    body: String::new()
+                },
+                pending: 1
+            })),
+            0
+        );
     }
 }

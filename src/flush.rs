@@ -3,15 +3,18 @@
 //!
 //! * Every object of the chunk has a `done` flag (accepted, or dropped for good).
 //! * Batches are sent over up to `max_concurrency` threads sharing the instance's pool.
-//! * 400 and 413 split the request in halves down to single objects; an object still refused
-//!   alone is dropped and counted. 408/429/5xx/network: the objects stay pending.
+//! * What an answer means is [`Outcome`]'s: 400 and 413 ([`Outcome::splits_payload`]) split
+//!   the request in halves down to single objects, and an object still refused alone is
+//!   dropped; after 408/429/5xx/network ([`Outcome::is_retriable`]) or another 4xx the
+//!   objects stay pending, and [`crate::verdict`] decides what that means for the chunk.
 //! * When the flush ends with objects pending (RETRY), the flags are kept in a bounded
 //!   [`Memory`] keyed by the chunk's bytes and tag; the host re-sends the same bytes, so the
 //!   retry sends only what is still pending.
 
 use crate::batch::Batch;
+use crate::events::{Event, FlushEvents};
 use crate::send::{Client, Outcome};
-use crate::stats::{self, Stats};
+use crate::verdict::{Failure, Refusal};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
@@ -26,62 +29,53 @@ pub const MEMORY_CHUNKS: usize = 256;
 /// How long a partially delivered chunk is remembered.
 pub const MEMORY_TTL: Duration = Duration::from_secs(4 * 3600);
 
-/// What happened to one chunk's requests.
+/// What sending a chunk's objects came to, as far as the verdict is concerned. What was
+/// accepted, dropped and sent is counted by the events as it happens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    /// Objects accepted in this flush.
-    pub accepted: u64,
-    /// Objects dropped after 400 alone.
-    pub dropped_400: u64,
-    /// Objects dropped after 413 alone.
-    pub dropped_413: u64,
-    /// Requests made.
-    pub requests: u64,
-    /// JSON bytes sent.
-    pub bytes_json: u64,
-    /// Wire bytes sent.
-    pub bytes_wire: u64,
-    /// Why some objects are still pending (the last transient failure), if any are.
-    pub retry: Option<String>,
-    /// A 4xx other than 400/413 that refuses every request: status and body start.
-    pub rejected: Option<(u16, String)>,
     /// Objects still pending.
     pub pending: u64,
-    /// Sizes of the objects dropped alone after 400 or 413 (status, bytes), for log lines.
-    pub dropped: Vec<(u16, usize)>,
+    /// The last transient failure (408, 429, 5xx, network), if any request met one.
+    pub transient: Option<Failure>,
+    /// The last refusal (a 4xx other than 400/413), if any request met one.
+    pub refused: Option<Refusal>,
 }
 
 impl Report {
     fn merge(&mut self, o: Report) {
-        self.accepted += o.accepted;
-        self.dropped_400 += o.dropped_400;
-        self.dropped_413 += o.dropped_413;
-        self.requests += o.requests;
-        self.bytes_json += o.bytes_json;
-        self.bytes_wire += o.bytes_wire;
-        self.pending += o.pending;
-        if o.retry.is_some() {
-            self.retry = o.retry;
+        if o.transient.is_some() {
+            self.transient = o.transient;
         }
-        if o.rejected.is_some() {
-            self.rejected = o.rejected;
+        if o.refused.is_some() {
+            self.refused = o.refused;
         }
-        self.dropped.extend(o.dropped);
+    }
+
+    fn failed(reason: String) -> Report {
+        Report {
+            transient: Some(Failure {
+                status: None,
+                reason,
+            }),
+            ..Report::default()
+        }
     }
 }
 
 /// Sends the pending objects of `batches` to `url`, updating `done` (one flag per object, in
-/// batch order). Batches run on up to `concurrency` threads.
+/// batch order). Batches run on up to `concurrency` threads; each request and each object
+/// accepted or dropped is an event of `events`.
 pub fn deliver(
     client: &Client,
     url: &str,
     batches: &[Batch],
     done: &mut [bool],
     concurrency: usize,
+    events: &FlushEvents,
 ) -> Report {
     // Split `done` into one slice per batch, so each thread owns its flags.
     let mut slices: Vec<Work> = Vec::with_capacity(batches.len());
-    let mut rest = done;
+    let mut rest = &mut *done;
     for b in batches {
         let (mine, tail) = std::mem::take(&mut rest).split_at_mut(b.len());
         slices.push((b, mine));
@@ -91,138 +85,153 @@ pub fn deliver(
         .into_iter()
         .filter(|(_, d)| d.iter().any(|x| !x))
         .collect();
+    let sender = Sender {
+        client,
+        url,
+        events,
+    };
     let mut total = Report::default();
     if work.len() <= 1 || concurrency <= 1 {
         for (b, d) in work {
-            total.merge(deliver_batch(client, url, b, d));
+            total.merge(sender.batch(b, d));
         }
-        return total;
+    } else {
+        total = sender.parallel(work, concurrency);
     }
-    let queue: Vec<Mutex<Option<Work>>> = work.into_iter().map(|w| Mutex::new(Some(w))).collect();
-    let next = AtomicUsize::new(0);
-    let threads = concurrency.min(queue.len());
-    let reports: Vec<Report> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let (queue, next) = (&queue, &next);
-                std::thread::Builder::new()
-                    .name("dd-send".into())
-                    .spawn_scoped(s, move || {
-                        let mut r = Report::default();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(slot) = queue.get(i) else { break };
-                            let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                            if let Some((b, d)) = taken {
-                                r.merge(deliver_batch(client, url, b, d));
-                            }
-                        }
-                        r
-                    })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for h in handles {
-            match h {
-                Ok(h) => out.push(h.join().unwrap_or_else(|_| Report {
-                    retry: Some("a sender thread panicked".into()),
-                    ..Report::default()
-                })),
-                Err(e) => out.push(Report {
-                    retry: Some(format!("cannot start a sender thread: {e}")),
-                    ..Report::default()
-                }),
-            }
-        }
-        out
-    });
-    // Work a failed thread never picked up is still pending: send it here.
-    for slot in &queue {
-        let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((b, d)) = taken {
-            total.merge(deliver_batch(client, url, b, d));
-        }
-    }
-    for r in reports {
-        total.merge(r);
-    }
+    // Counted from the flags, so objects of a sender thread that failed stay pending.
+    total.pending = done.iter().filter(|d| !**d).count() as u64;
     total
 }
 
-/// Sends the pending objects of one batch, splitting on 400/413.
-fn deliver_batch(client: &Client, url: &str, batch: &Batch, done: &mut [bool]) -> Report {
-    let pending: Vec<usize> = (0..batch.len()).filter(|&i| !done[i]).collect();
-    let mut report = Report::default();
-    send_set(
-        client,
-        url,
-        batch,
-        &pending,
-        done,
-        &mut report,
-        pending.len() == batch.len(),
-    );
-    report.pending = done.iter().filter(|d| !**d).count() as u64;
-    report
+/// What every request of one flush goes to, and where its events go.
+struct Sender<'a> {
+    client: &'a Client,
+    url: &'a str,
+    events: &'a FlushEvents<'a>,
 }
 
-fn send_set(
-    client: &Client,
-    url: &str,
-    batch: &Batch,
-    idx: &[usize],
-    done: &mut [bool],
-    report: &mut Report,
-    whole: bool,
-) {
-    if idx.is_empty() {
-        return;
-    }
-    let sub;
-    let json: &[u8] = if whole {
-        &batch.json
-    } else {
-        sub = batch.subset_json(idx);
-        &sub
-    };
-    let (outcome, wire) = client.post_logs(url, json);
-    report.requests += 1;
-    report.bytes_json += json.len() as u64;
-    report.bytes_wire += wire as u64;
-    match outcome {
-        Outcome::Accepted => {
-            for &i in idx {
-                done[i] = true;
+impl<'a> Sender<'a> {
+    /// Sends `work` over up to `concurrency` threads.
+    fn parallel(&self, work: Vec<Work<'a>>, concurrency: usize) -> Report {
+        let queue: Vec<Mutex<Option<Work>>> =
+            work.into_iter().map(|w| Mutex::new(Some(w))).collect();
+        let next = AtomicUsize::new(0);
+        let threads = concurrency.min(queue.len());
+        let reports: Vec<Report> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (queue, next) = (&queue, &next);
+                    std::thread::Builder::new()
+                        .name("dd-send".into())
+                        .spawn_scoped(s, move || {
+                            let mut r = Report::default();
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(slot) = queue.get(i) else { break };
+                                let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                                if let Some((b, d)) = taken {
+                                    r.merge(self.batch(b, d));
+                                }
+                            }
+                            r
+                        })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                match h {
+                    Ok(h) => out.push(
+                        h.join()
+                            .unwrap_or_else(|_| Report::failed("a sender thread panicked".into())),
+                    ),
+                    Err(e) => {
+                        out.push(Report::failed(format!("cannot start a sender thread: {e}")))
+                    }
+                }
             }
-            report.accepted += idx.len() as u64;
-        }
-        Outcome::Retry(why) => report.retry = Some(why),
-        Outcome::Rejected { status, .. } if (status == 400 || status == 413) && idx.len() == 1 => {
-            done[idx[0]] = true;
-            if status == 400 {
-                report.dropped_400 += 1;
-            } else {
-                report.dropped_413 += 1;
+            out
+        });
+        let mut total = Report::default();
+        // Work a failed thread never picked up is still pending: send it here.
+        for slot in &queue {
+            let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((b, d)) = taken {
+                total.merge(self.batch(b, d));
             }
-            report.dropped.push((status, batch.object(idx[0]).len()));
         }
-        Outcome::Rejected { status, .. } if status == 400 || status == 413 => {
-            let (a, b) = idx.split_at(idx.len() / 2);
-            send_set(client, url, batch, a, done, report, false);
-            send_set(client, url, batch, b, done, report, false);
+        for r in reports {
+            total.merge(r);
         }
-        Outcome::Rejected { status, body } => report.rejected = Some((status, body)),
+        total
     }
-}
 
-/// Adds a flush's report to the instance counters.
-pub fn count(stats: &Stats, r: &Report) {
-    stats::add(&stats.objects_sent, r.accepted);
-    stats::add(&stats.requests, r.requests);
-    stats::add(&stats.dropped_400, r.dropped_400);
-    stats::add(&stats.dropped_413, r.dropped_413);
-    stats::add(&stats.bytes_json, r.bytes_json);
-    stats::add(&stats.bytes_wire, r.bytes_wire);
+    /// Sends the pending objects of one batch, splitting on 400/413.
+    fn batch(&self, batch: &Batch, done: &mut [bool]) -> Report {
+        let pending: Vec<usize> = (0..batch.len()).filter(|&i| !done[i]).collect();
+        let mut report = Report::default();
+        self.set(
+            batch,
+            &pending,
+            done,
+            &mut report,
+            pending.len() == batch.len(),
+        );
+        report
+    }
+
+    /// Sends objects `idx` of `batch` (all of it when `whole`) and acts on the outcome.
+    fn set(
+        &self,
+        batch: &Batch,
+        idx: &[usize],
+        done: &mut [bool],
+        report: &mut Report,
+        whole: bool,
+    ) {
+        if idx.is_empty() {
+            return;
+        }
+        let sub;
+        let json: &[u8] = if whole {
+            &batch.json
+        } else {
+            sub = batch.subset_json(idx);
+            &sub
+        };
+        let posted = self.client.post_logs(self.url, json);
+        self.events.emit(Event::RequestDone {
+            status: posted.status,
+            json_bytes: json.len() as u64,
+            wire_bytes: posted.wire_bytes as u64,
+            duration: posted.duration,
+        });
+        match posted.outcome {
+            Outcome::Accepted => {
+                for &i in idx {
+                    done[i] = true;
+                }
+                self.events.emit(Event::ObjectsAccepted {
+                    n: idx.len() as u64,
+                });
+            }
+            Outcome::PayloadRefused { status, .. } if idx.len() == 1 => {
+                done[idx[0]] = true;
+                self.events.emit(Event::ObjectDropped {
+                    status,
+                    bytes: batch.object(idx[0]).len(),
+                });
+            }
+            Outcome::PayloadRefused { .. } => {
+                let (a, b) = idx.split_at(idx.len() / 2);
+                self.set(batch, a, done, report, false);
+                self.set(batch, b, done, report, false);
+            }
+            Outcome::Transient { status, reason } => {
+                report.transient = Some(Failure { status, reason })
+            }
+            Outcome::Refused { status, body } => report.refused = Some(Refusal { status, body }),
+        }
+    }
 }
 
 /// Delivery state of chunks that were partially accepted, keyed by their content.

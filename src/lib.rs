@@ -13,14 +13,17 @@
 //! 4. [`map`]: each record becomes one Datadog object, written straight into the JSON payload
 //!    ([`json`] escapes its strings);
 //! 5. [`batch`]: objects are cut into requests of at most 1000 objects and 5 MB;
-//! 6. [`flush`] and [`send`]: requests go out in parallel, gzipped; 400/413 are split, 5xx and
+//! 6. [`flush`] and [`send`] (TLS set up by [`tls`]): requests go out in parallel, gzipped; 400/413 are split, 5xx and
 //!    network errors keep the chunk for Fluent Bit's retry, and accepted requests are
-//!    remembered so the retry sends only what is missing.
+//!    remembered so the retry sends only what is missing;
+//! 7. [`verdict`]: what the flush found decides OK, RETRY or ERROR, which [`ffi`] alone turns
+//!    into Fluent Bit's return code.
 //!
 //! [`options`] and [`site`] turn `[OUTPUT]` options into a validated configuration;
 //! [`detect`] finds the key's Datadog site when none is given; [`log`] writes Fluent Bit-style
-//! lines with the API key redacted (through the host's logger on Fluent Bit >= 2.0); [`stats`]
-//! counts what happened and [`metrics`] shows it in the host's metrics (Fluent Bit >= 2.0).
+//! lines with the API key redacted (through the host's logger on Fluent Bit >= 2.0); [`events`]
+//! is where each thing that happens writes its line and counts itself, and feeds [`metrics`],
+//! the host's metrics (Fluent Bit >= 2.0).
 
 #![warn(missing_docs)]
 
@@ -30,6 +33,7 @@ mod bindings;
 pub mod batch;
 pub mod decode;
 pub mod detect;
+pub mod events;
 pub mod ffi;
 pub mod flush;
 pub mod json;
@@ -39,7 +43,8 @@ pub mod metrics;
 pub mod options;
 pub mod send;
 pub mod site;
-pub mod stats;
+pub mod tls;
+pub mod verdict;
 pub mod worker;
 
 #[cfg(all(test, feature = "bindgen"))]

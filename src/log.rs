@@ -172,7 +172,28 @@ pub fn write(level: Level, instance: &str, message: &str) {
         message
     );
     let line = redact(&line);
+    #[cfg(test)]
+    captured::push(&line);
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Test hook: the lines written by the current thread, so unit tests can check them.
+#[cfg(test)]
+pub mod captured {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn push(line: &str) {
+        LINES.with(|l| l.borrow_mut().push(line.to_string()));
+    }
+
+    /// Takes the lines the current thread wrote since the last call.
+    pub fn take() -> Vec<String> {
+        LINES.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    }
 }
 
 /// `YYYY/MM/DD HH:MM:SS` in UTC, as Fluent Bit prints it in a container.
@@ -205,14 +226,40 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// What a rate-limited line is about: the kind of event, and a number that tells lines of
+/// the same kind apart when they deserve their own line (an HTTP status; 0 when none does).
+///
+/// Typed rather than built from the line's text, so the number of keys is bounded by the code,
+/// not by what servers and sockets answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The kind of event (`"retry"`, `"drop"`, `"malformed"`, ...).
+    pub kind: &'static str,
+    /// An HTTP status, or 0.
+    pub status: u16,
+}
+
+impl Key {
+    /// The key of `kind` lines about `status`.
+    pub const fn with_status(kind: &'static str, status: u16) -> Key {
+        Key { kind, status }
+    }
+}
+
+impl From<&'static str> for Key {
+    fn from(kind: &'static str) -> Key {
+        Key { kind, status: 0 }
+    }
+}
+
 /// Writes each distinct failure at most once per interval, counting the repeats in between.
 ///
-/// The key names the kind of failure (e.g. `status 500 from host`); when a suppressed key is
-/// written again its line ends with `(N more since the last report)`.
+/// The [`Key`] names the kind of failure (e.g. `retry` with status 500); when a suppressed key
+/// is written again its line ends with `(N more since the last report)`.
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
-    seen: Mutex<HashMap<String, (Instant, u64)>>,
+    seen: Mutex<HashMap<Key, (Instant, u64)>>,
 }
 
 impl RateLimiter {
@@ -225,16 +272,31 @@ impl RateLimiter {
     }
 
     /// Writes `message` unless a line with the same `key` was written within the interval.
-    pub fn write(&self, level: Level, instance: &str, key: &str, message: &str) {
-        if let Some(suffix) = self.admit(key, Instant::now()) {
-            write(level, instance, &format!("{message}{suffix}"));
+    pub fn write(&self, level: Level, instance: &str, key: impl Into<Key>, message: &str) {
+        self.write_with(level, instance, key, || message.to_string());
+    }
+
+    /// Like [`RateLimiter::write`], but makes the message only when it is written.
+    pub fn write_with(
+        &self,
+        level: Level,
+        instance: &str,
+        key: impl Into<Key>,
+        message: impl FnOnce() -> String,
+    ) {
+        if !enabled(level) {
+            return;
+        }
+        if let Some(suffix) = self.admit(key.into(), Instant::now()) {
+            write(level, instance, &format!("{}{suffix}", message()));
         }
     }
 
     /// Decides whether a line may be written now; `Some(suffix)` to write it.
-    fn admit(&self, key: &str, now: Instant) -> Option<String> {
+    fn admit(&self, key: impl Into<Key>, now: Instant) -> Option<String> {
+        let key = key.into();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        match seen.get_mut(key) {
+        match seen.get_mut(&key) {
             Some((last, repeats)) if now.duration_since(*last) < self.interval => {
                 *repeats += 1;
                 None
@@ -253,7 +315,7 @@ impl RateLimiter {
                 if seen.len() > 1024 {
                     seen.clear();
                 }
-                seen.insert(key.to_string(), (now, 0));
+                seen.insert(key, (now, 0));
                 Some(String::new())
             }
         }
@@ -290,6 +352,12 @@ mod tests {
         assert_eq!(rl.admit("a", t0 + Duration::from_secs(1)), None);
         assert_eq!(rl.admit("a", t0 + Duration::from_secs(2)), None);
         assert_eq!(rl.admit("b", t0), Some(String::new()));
+        // The same kind about another status is another key.
+        assert_eq!(
+            rl.admit(Key::with_status("a", 500), t0),
+            Some(String::new())
+        );
+        assert_eq!(rl.admit(Key::with_status("a", 500), t0), None);
         assert_eq!(
             rl.admit("a", t0 + Duration::from_secs(61)),
             Some(" (2 more since the last report)".to_string())

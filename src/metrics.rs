@@ -7,7 +7,7 @@
 //! | Metric | Type | Other labels |
 //! |---|---|---|
 //! | `fluentbit_datadog_logs_sent_logs_total` | counter | |
-//! | `fluentbit_datadog_logs_dropped_logs_total` | counter | `reason` ([`DropReason`]) |
+//! | `fluentbit_datadog_logs_dropped_logs_total` | counter | `reason` ([`DROP_REASONS`]) |
 //! | `fluentbit_datadog_logs_truncated_logs_total` | counter | |
 //! | `fluentbit_datadog_logs_retried_logs_total` | counter | |
 //! | `fluentbit_datadog_logs_requests_total` | counter | `status` (code, or `error`) |
@@ -23,6 +23,7 @@
 //! After [`Metrics::close`] (at ExitCtx, before the host destroys the context) every method
 //! does nothing. Where the host has no metrics, [`Metrics::disabled`] does nothing either.
 
+use crate::events::{Counter, DROP_REASONS};
 use crate::ffi::{Cmt, CmtMetric};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,43 +34,6 @@ pub const NAMESPACE: &str = "fluentbit";
 pub const SUBSYSTEM: &str = "datadog_logs";
 /// Upper bounds (seconds) of the request duration histogram's buckets; +Inf is implied.
 pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-/// Why logs were dropped: the `reason` label of `dropped_logs_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropReason {
-    /// The intake answered 400 for the log alone.
-    Http400,
-    /// The intake answered 413 for the log alone.
-    Http413,
-    /// Over Datadog's 1 MB limit even with an empty message.
-    TooLarge,
-    /// A malformed stretch of a chunk.
-    Malformed,
-    /// Refused with their chunk after another 4xx (401, 403, ...).
-    Rejected,
-}
-
-impl DropReason {
-    /// Every reason, in label order.
-    pub const ALL: [DropReason; 5] = [
-        DropReason::Http400,
-        DropReason::Http413,
-        DropReason::TooLarge,
-        DropReason::Malformed,
-        DropReason::Rejected,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            DropReason::Http400 => "http_400",
-            DropReason::Http413 => "http_413",
-            DropReason::TooLarge => "too_large",
-            DropReason::Malformed => "malformed",
-            DropReason::Rejected => "rejected",
-        }
-    }
-}
 
 /// The handles of one instance's metrics.
 struct Handles {
@@ -186,8 +150,8 @@ impl Metrics {
             for m in [&h.sent, &h.truncated, &h.retried] {
                 m.update(ts, 0.0, &[name]);
             }
-            for r in DropReason::ALL {
-                h.dropped.update(ts, 0.0, &[name, r.label()]);
+            for (reason, _) in DROP_REASONS {
+                h.dropped.update(ts, 0.0, &[name, reason]);
             }
             for m in [&h.uncompressed, &h.compressed] {
                 m.update(ts, 0.0, &[name]);
@@ -212,54 +176,42 @@ impl Metrics {
         }
     }
 
-    fn add(&self, pick: fn(&Handles) -> &CmtMetric, n: u64) {
-        if n > 0 {
-            self.with(|h, name, ts| {
-                pick(h).update(ts, n as f64, &[name]);
-            });
+    /// Adds `n` to the metric that shows counter `c` of [`crate::events`], if one does:
+    /// the events module calls this with every amount it adds to its own counters, so the
+    /// metrics and the exit summary cannot disagree. Requests, their status and duration
+    /// come through [`Metrics::request`] instead.
+    pub fn count(&self, c: Counter, n: u64) {
+        if n == 0 {
+            return;
         }
+        let reason = DROP_REASONS.iter().find(|(_, d)| *d == c).map(|(r, _)| *r);
+        self.with(|h, name, ts| {
+            let metric = match c {
+                Counter::ObjectsSent => &h.sent,
+                Counter::Truncated => &h.truncated,
+                Counter::RetriedLogs => &h.retried,
+                Counter::BytesJson => &h.uncompressed,
+                Counter::BytesWire => &h.compressed,
+                _ => match reason {
+                    Some(reason) => {
+                        h.dropped.update(ts, n as f64, &[name, reason]);
+                        return;
+                    }
+                    None => return,
+                },
+            };
+            metric.update(ts, n as f64, &[name]);
+        });
     }
 
-    /// `n` logs accepted by the intake.
-    pub fn sent(&self, n: u64) {
-        self.add(|h| &h.sent, n);
-    }
-
-    /// `n` logs dropped for `reason`.
-    pub fn dropped(&self, reason: DropReason, n: u64) {
-        if n > 0 {
-            self.with(|h, name, ts| {
-                h.dropped.update(ts, n as f64, &[name, reason.label()]);
-            });
-        }
-    }
-
-    /// `n` logs truncated.
-    pub fn truncated(&self, n: u64) {
-        self.add(|h| &h.truncated, n);
-    }
-
-    /// `n` logs sent again by a retry.
-    pub fn retried(&self, n: u64) {
-        self.add(|h| &h.retried, n);
-    }
-
-    /// One request: its HTTP status (`None` for a transport error), round trip, and body
-    /// sizes before and after compression.
-    pub fn request(
-        &self,
-        status: Option<u16>,
-        duration: Duration,
-        uncompressed: u64,
-        compressed: u64,
-    ) {
+    /// One request: its HTTP status (`None` for a transport error, the label `error`) and
+    /// its round trip.
+    pub fn request(&self, status: Option<u16>, duration: Duration) {
         self.with(|h, name, ts| {
             let mut buf = itoa::Buffer::new();
             let status = status.map_or("error", |s| buf.format(s));
             h.requests.update(ts, 1.0, &[name, status]);
             h.duration.update(ts, duration.as_secs_f64(), &[name]);
-            h.uncompressed.update(ts, uncompressed as f64, &[name]);
-            h.compressed.update(ts, compressed as f64, &[name]);
         });
     }
 

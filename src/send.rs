@@ -1,38 +1,75 @@
 //! The HTTP client, compression, and what each intake response means.
 //!
-//! One ureq agent per instance keeps connections alive across flushes. TLS is rustls with the
-//! system's CA bundle (through rustls-platform-verifier), plus `tls_ca_file` when given;
-//! Mozilla's bundled roots are the fallback on a system with no CA bundle.
+//! One ureq agent per instance keeps connections alive across flushes. TLS is rustls, set up by
+//! [`crate::tls`]: the system's CA bundle, plus `tls_ca_file` when given (whose own
+//! certificates are also trusted as server certificates), or nothing with `tls_verify off`.
 //!
-//! | response | meaning |
-//! |---|---|
-//! | 2xx | accepted |
-//! | 408, 429, 5xx, connect/transport error | retry later ([`Outcome::Retry`]) |
-//! | 400, 413 | this payload will never be accepted as it is ([`Outcome::Rejected`]); split it |
-//! | other 4xx (401, 403, ...) | no request will be accepted ([`Outcome::Rejected`]) |
+//! What an answer means is decided once, by [`classify`] (its table), and the decisions that
+//! follow from it live beside the type: [`Outcome::is_retriable`], [`Outcome::splits_payload`].
 
 use crate::options::{Compression, Config};
+use crate::tls::TlsConnector;
 use flate2::{Compress, Crc, FlushCompress, Status};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 /// The `User-Agent` and origin version sent with every request.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// What one request came to.
+/// What one request came to (see [`classify`] for the table).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// 2xx: the intake took the payload.
     Accepted,
-    /// A failure that a later attempt may not meet: 408, 429, 5xx, or the network.
-    Retry(String),
-    /// A 4xx other than 408/429: resending the same payload gets the same answer.
-    Rejected {
+    /// 400 or 413: this payload will never be accepted as it is, but a part of it may be.
+    PayloadRefused {
         /// The HTTP status.
         status: u16,
         /// The start of the response body.
         body: String,
     },
+    /// Another 4xx (401, 403, 404, ...): no request will be accepted, whatever it holds.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+    /// A failure a later attempt may not meet: 408, 429, 5xx, or the network.
+    Transient {
+        /// The HTTP status, or `None` for a transport error (connect, timeout, DNS, ...).
+        status: Option<u16>,
+        /// What failed, for log lines: `HTTP 503`, `timeout (...)`, `connection error: ...`.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// True when the same payload may be accepted later: keep it for Fluent Bit's retry.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Outcome::Transient { .. })
+    }
+
+    /// True when the payload must be split: its halves may be accepted, and a single object
+    /// refused alone is dropped.
+    pub fn splits_payload(&self) -> bool {
+        matches!(self, Outcome::PayloadRefused { .. })
+    }
+}
+
+/// One request: its outcome, the bytes put on the wire and the round trip's duration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Posted {
+    /// What the intake (or the network) answered.
+    pub outcome: Outcome,
+    /// The HTTP status of the answer, or `None` when there was none (transport error).
+    pub status: Option<u16>,
+    /// Bytes of the request body on the wire (compressed when compression is on).
+    pub wire_bytes: usize,
+    /// From sending the request to the end of the response (compression excluded).
+    pub duration: Duration,
 }
 
 /// The answer of a key-validation probe.
@@ -106,48 +143,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// The root certificates to trust, and a note for the start-up log line.
-fn root_certs(cfg: &Config) -> Result<(ureq::tls::RootCerts, &'static str), String> {
-    let Some(path) = &cfg.tls_ca_file else {
-        let system = rustls_native_certs::load_native_certs();
-        return Ok(if system.certs.is_empty() {
-            (
-                ureq::tls::RootCerts::WebPki,
-                "bundled Mozilla roots (no system CA bundle found)",
-            )
-        } else {
-            (ureq::tls::RootCerts::PlatformVerifier, "system CA bundle")
-        });
-    };
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("cannot read tls_ca_file {}: {e}", path.display()))?;
-    let mut certs: Vec<ureq::tls::Certificate<'static>> = rustls_native_certs::load_native_certs()
-        .certs
-        .iter()
-        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    for item in ureq::tls::parse_pem(&pem).flatten() {
-        if let ureq::tls::PemItem::Certificate(c) = item {
-            certs.push(c);
-        }
-    }
-    Ok((
-        ureq::tls::RootCerts::Specific(Arc::new(certs)),
-        "system CA bundle and tls_ca_file",
-    ))
-}
-
 impl Client {
-    /// Builds the agent: timeouts, connection pool, proxy and TLS roots from `cfg`.
+    /// Builds the agent: timeouts, connection pool, proxy and TLS trust (see [`crate::tls`])
+    /// from `cfg`.
     /// Returns the client and a description of the trusted roots.
     pub fn new(cfg: &Config) -> Result<(Client, &'static str), String> {
-        let (roots, roots_note) = root_certs(cfg)?;
-        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+        let roots_note = crate::tls::trust_note(cfg);
         let proxy = match &cfg.proxy {
             Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("proxy: {e}"))?),
             None => ureq::Proxy::try_from_env(),
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.timeout))
             .timeout_connect(Some(cfg.connect_timeout()))
@@ -162,9 +168,13 @@ impl Client {
             .output_buffer_size(16 * 1024)
             .user_agent(format!("fluent-bit-datadog/{VERSION}"))
             .proxy(proxy)
-            .tls_config(tls)
-            .build()
-            .into();
+            .build();
+        // ureq's default chain without its own TLS step: CONNECT proxy, TCP, then our TLS.
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(TlsConnector::new(cfg));
+        let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
         Ok((
             Client {
                 agent,
@@ -180,8 +190,8 @@ impl Client {
         ))
     }
 
-    /// POSTs one JSON array to `url`. Returns the outcome and the bytes put on the wire.
-    pub fn post_logs(&self, url: &str, json: &[u8]) -> (Outcome, usize) {
+    /// POSTs one JSON array to `url`.
+    pub fn post_logs(&self, url: &str, json: &[u8]) -> Posted {
         let req = self
             .agent
             .post(url)
@@ -202,19 +212,32 @@ impl Client {
             }
             Compression::None => (req, json),
         };
-        let wire = body.len();
-        let outcome = match req.send(body) {
+        let wire_bytes = body.len();
+        let started = Instant::now();
+        let (outcome, status) = match req.send(body) {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
                 let text = body_start(&mut resp);
-                classify(status, text)
+                (classify(status, text), Some(status))
             }
-            Err(e) => Outcome::Retry(transport_reason(&e)),
+            Err(e) => (
+                Outcome::Transient {
+                    status: None,
+                    reason: transport_reason(&e),
+                },
+                None,
+            ),
         };
+        let duration = started.elapsed();
         if let Some(out) = out {
             self.put_output(out);
         }
-        (outcome, wire)
+        Posted {
+            outcome,
+            status,
+            wire_bytes,
+            duration,
+        }
     }
 
     /// Lends an idle deflate stream, makes one while fewer than one per core exist, or waits
@@ -272,27 +295,65 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .call();
-        match result {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let _ = body_start(&mut resp);
-                match status {
-                    200..=299 => Validation::Valid,
-                    401 | 403 => Validation::Invalid,
-                    s => Validation::Unknown(format!("HTTP {s}")),
-                }
-            }
-            Err(e) => Validation::Unknown(transport_reason(&e)),
-        }
+        verdict(result)
+    }
+    /// Asks an intake whether it accepts the key: `POST <url>` with the body `[]`, which
+    /// holds no log, so nothing is stored whatever the answer.
+    ///
+    /// 2xx means the key is accepted; 401/403 that it is not (an intake answers 403 to a key
+    /// of another site). Every other answer (400, 404, 408, 413, 429, 5xx, network) gives no
+    /// verdict: an intake that read the key might still refuse an empty array, but treating
+    /// that as "accepted" could pick the wrong site, while "no verdict" only waits for the
+    /// validate API or the next round.
+    pub fn probe_intake(&self, url: &str, timeout: Duration) -> Validation {
+        let result = self
+            .agent
+            .post(url)
+            .header("DD-API-KEY", &self.api_key)
+            .header("Content-Type", "application/json")
+            .header("DD-EVP-ORIGIN", "fluent-bit-datadog")
+            .header("DD-EVP-ORIGIN-VERSION", VERSION)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(&b"[]"[..]);
+        verdict(result)
     }
 }
 
-/// Maps a status to an outcome.
+/// What a probe's answer says about the key: 2xx accepted, 401/403 refused, else no verdict.
+fn verdict(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Validation {
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let _ = body_start(&mut resp);
+            match status {
+                200..=299 => Validation::Valid,
+                401 | 403 => Validation::Invalid,
+                s => Validation::Unknown(format!("HTTP {s}")),
+            }
+        }
+        Err(e) => Validation::Unknown(transport_reason(&e)),
+    }
+}
+
+/// Maps a status to an outcome:
+///
+/// | status | outcome | the flush then |
+/// |---|---|---|
+/// | 2xx | [`Outcome::Accepted`] | marks the objects done |
+/// | 408, 429, 5xx (transport errors too, in [`Client::post_logs`]) | [`Outcome::Transient`] | keeps the objects for Fluent Bit's retry |
+/// | 400, 413 | [`Outcome::PayloadRefused`] | splits the request; drops an object refused alone |
+/// | other (401, 403, 404, ...) | [`Outcome::Refused`] | drops the chunk, unless some of it waits for a retry anyway |
 pub fn classify(status: u16, body: String) -> Outcome {
     match status {
         200..=299 => Outcome::Accepted,
-        408 | 429 | 500..=599 => Outcome::Retry(format!("HTTP {status}")),
-        _ => Outcome::Rejected { status, body },
+        408 | 429 | 500..=599 => Outcome::Transient {
+            status: Some(status),
+            reason: format!("HTTP {status}"),
+        },
+        400 | 413 => Outcome::PayloadRefused { status, body },
+        _ => Outcome::Refused { status, body },
     }
 }
 
@@ -379,16 +440,22 @@ mod tests {
             assert_eq!(classify(s, String::new()), Outcome::Accepted);
         }
         for s in [408, 429, 500, 502, 503, 504] {
+            let o = classify(s, String::new());
             assert!(
-                matches!(classify(s, String::new()), Outcome::Retry(_)),
+                matches!(o, Outcome::Transient { status: Some(x), .. } if x == s),
                 "{s}"
             );
+            assert!(o.is_retriable() && !o.splits_payload(), "{s}");
         }
-        for s in [400, 401, 403, 404, 413] {
-            assert!(
-                matches!(classify(s, String::new()), Outcome::Rejected { .. }),
-                "{s}"
-            );
+        for s in [400, 413] {
+            let o = classify(s, "no".into());
+            assert!(matches!(o, Outcome::PayloadRefused { .. }), "{s}");
+            assert!(!o.is_retriable() && o.splits_payload(), "{s}");
+        }
+        for s in [401, 403, 404] {
+            let o = classify(s, String::new());
+            assert!(matches!(o, Outcome::Refused { .. }), "{s}");
+            assert!(!o.is_retriable() && !o.splits_payload(), "{s}");
         }
     }
 

@@ -4,37 +4,33 @@
 //! Fluent Bit calls FlushCtx on a 24 KiB coroutine stack with no guard page, and with
 //! `Workers N` from N threads at once. [`Instance::flush`] therefore does almost nothing on
 //! the caller's stack: it starts a scoped thread with a normal stack, which borrows the chunk
-//! (no copy), runs decode -> map -> batch -> send, and hands back the verdict
-//! ([`FLB_OK`], [`FLB_RETRY`] or [`FLB_ERROR`]).
+//! (no copy), runs decode -> map -> batch -> send, and hands back the [`Verdict`] (which
+//! only [`crate::ffi`] turns into Fluent Bit's return code).
+//!
+//! After the verdict, the worker does what it calls for: it remembers a partly delivered
+//! chunk for its retry, asks auto-detection where a key refused with 403 is valid, and emits
+//! the events that write the lines.
 
 use crate::batch;
-use crate::detect::{self, Resolver, Target};
-use crate::flush::{self, Memory, Report};
+use crate::detect::{Resolver, Target};
+use crate::events::{ERROR_INTERVAL, Event, Events, FlushEvents, KeyElsewhere};
+use crate::flush::{self, Memory};
 use crate::log::{self, Level, RateLimiter};
 use crate::map::{Mapper, Scratch};
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::Metrics;
 use crate::options::Config;
 use crate::send::{self, Client};
-use crate::stats::{self, Stats};
+use crate::verdict::{self, ErrorReason, FlushReport, RetryReason, Site, Verdict};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
-
-/// Fluent Bit's return code: the chunk is dropped.
-pub const FLB_ERROR: i32 = crate::bindings::FLB_ERROR;
-/// Fluent Bit's return code: the chunk was delivered.
-pub const FLB_OK: i32 = crate::bindings::FLB_OK;
-/// Fluent Bit's return code: the chunk is retried later.
-pub const FLB_RETRY: i32 = crate::bindings::FLB_RETRY;
 
 /// Environment variable of the test hook that makes flushes panic.
 pub const FAULT_ENV: &str = "FLUENT_BIT_DATADOG_FAULT";
 
 /// Stack size of the flush thread.
 const FLUSH_STACK: usize = 2 << 20;
-/// How often the same failure may be logged.
-const ERROR_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Buffers one flush thread works with, kept between flushes so a steady flow allocates
 /// nothing new: the mapper's scratch space and emptied JSON payload buffers.
@@ -51,8 +47,9 @@ pub struct Instance {
     mapper: Mapper,
     client: Arc<Client>,
     resolver: Arc<Resolver>,
-    stats: Stats,
+    events: Events,
     memory: Memory,
+    /// Rate limiter of the waiting-for-site lines (every other line is an event's).
     limiter: RateLimiter,
     buffers: Mutex<Vec<Buffers>>,
     init_thread: ThreadId,
@@ -63,8 +60,6 @@ pub struct Instance {
     fault_panic: bool,
     idle: Condvar,
     closed: AtomicBool,
-    /// The host's metrics (Fluent Bit >= 2.0), fed where `stats` is until `events` lands.
-    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Instance {
@@ -90,7 +85,7 @@ impl Instance {
             name: name.clone(),
             client: client.clone(),
             resolver: resolver.clone(),
-            stats: Stats::default(),
+            events: Events::new(name.clone(), ERROR_INTERVAL),
             memory: Memory::default(),
             limiter: RateLimiter::new(ERROR_INTERVAL),
             buffers: Mutex::new(Vec::new()),
@@ -100,7 +95,6 @@ impl Instance {
             fault_panic: std::env::var(FAULT_ENV).is_ok_and(|v| v == "panic"),
             idle: Condvar::new(),
             closed: AtomicBool::new(false),
-            metrics: Metrics::disabled(),
             config,
         };
         let dest = match resolver.target() {
@@ -116,22 +110,27 @@ impl Instance {
                 inst.config.compression
             ),
         );
+        if !inst.config.tls_verify {
+            let line = "tls_verify is off: the intake's certificate is not checked";
+            log::write(Level::Warn, &name, line);
+        }
         resolver.start(client, name);
         Ok(inst)
     }
 
     /// Gives the instance the host's metrics, showing the site at once when it is known.
+    /// Its events feed them ([`crate::events`] is the only place that counts).
     pub fn with_metrics(mut self, metrics: Metrics) -> Instance {
+        self.events.set_metrics(metrics);
         if let Target::Ready { site, .. } = self.resolver.target() {
-            metrics.site(&site);
+            self.events.emit(Event::SiteInUse { site: &site });
         }
-        self.metrics = metrics;
         self
     }
 
     /// The host's metrics of this instance.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        self.events.metrics()
     }
 
     /// The instance's name in log lines (`datadog_logs.0`).
@@ -139,14 +138,20 @@ impl Instance {
         &self.name
     }
 
-    /// The counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// The instance's events and counters.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
-    /// Delivers one chunk and returns Fluent Bit's verdict. Safe to call from several threads
-    /// at once; the work runs on a separate thread with a normal stack.
-    pub fn flush(&self, data: &[u8], tag: &str) -> i32 {
+    /// Delivers one chunk and returns the verdict. Safe to call from several threads at once;
+    /// the work runs on a separate thread with a normal stack.
+    pub fn flush(&self, data: &[u8], tag: &str) -> Verdict {
+        let verdict = self.flush_on_thread(data, tag);
+        self.events.emit(Event::Answered { verdict: &verdict });
+        verdict
+    }
+
+    fn flush_on_thread(&self, data: &[u8], tag: &str) -> Verdict {
         if std::thread::current().id() == self.init_thread
             && !self.warned_no_workers.swap(true, Ordering::Relaxed)
         {
@@ -161,32 +166,25 @@ impl Instance {
             // shutdown or refused, never run behind its back.
             let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             if self.closed.load(Ordering::Acquire) {
-                return FLB_RETRY;
+                return Verdict::Retry(RetryReason::Closing);
             }
             *n += 1;
         }
-        let code = std::thread::scope(|s| {
+        let verdict = std::thread::scope(|s| {
             let spawned = std::thread::Builder::new()
                 .name("dd-flush".into())
                 .stack_size(FLUSH_STACK)
                 .spawn_scoped(s, || self.process(data, tag));
             match spawned {
                 Ok(h) => h.join().unwrap_or_else(|_| {
-                    log::write(
-                        Level::Error,
-                        &self.name,
-                        "internal error while flushing (panic caught); the chunk will be retried",
-                    );
-                    FLB_RETRY
+                    self.events.emit(Event::FlushPanicked);
+                    Verdict::Retry(RetryReason::Internal)
                 }),
                 Err(e) => {
-                    self.limiter.write(
-                        Level::Error,
-                        &self.name,
-                        "spawn",
-                        &format!("cannot start a flush thread ({e}); the chunk will be retried"),
-                    );
-                    FLB_RETRY
+                    self.events.emit(Event::FlushThreadFailed {
+                        error: &e.to_string(),
+                    });
+                    Verdict::Retry(RetryReason::Internal)
                 }
             }
         });
@@ -195,43 +193,23 @@ impl Instance {
         if *n == 0 {
             self.idle.notify_all();
         }
-        if code == FLB_RETRY {
-            stats::add(&self.stats.retries, 1);
-        }
-        code
+        verdict
     }
 
     /// The whole path of one chunk, on the flush thread.
-    fn process(&self, data: &[u8], tag: &str) -> i32 {
+    fn process(&self, data: &[u8], tag: &str) -> Verdict {
         let started = Instant::now();
         if self.fault_panic {
             panic!("injected fault for key {}", self.config.api_key);
         }
         let (url, site) = match self.resolver.target() {
-            Target::Ready { url, site } => {
-                self.metrics.site(&site); // metrics: the detected site once known
-                (url, site)
-            }
-            Target::Pending => {
-                self.resolver.start(self.client.clone(), self.name.clone());
-                self.limiter.write(
-                    Level::Info,
-                    &self.name,
-                    "pending",
-                    "waiting for site auto-detection to find the key's site; the chunk will be retried (set `site` to skip the probe)",
-                );
-                return FLB_RETRY;
-            }
-            Target::Failed => {
-                self.limiter.write(
-                    Level::Error,
-                    &self.name,
-                    "failed",
-                    "no Datadog site accepts the API key: chunk dropped. Check `apikey` and set `site` to your account's site",
-                );
-                return FLB_ERROR;
-            }
+            Target::Ready { url, site } => (url, site),
+            _ => match self.wait_for_site() {
+                Ok(ready) => ready,
+                Err(site) => return verdict::verdict(&FlushReport::unsent(site)),
+            },
         };
+        self.events.emit(Event::SiteInUse { site: &site });
 
         let mut bufs = self
             .buffers
@@ -241,16 +219,51 @@ impl Instance {
             .unwrap_or_default();
         let (batches, built) =
             batch::build(data, tag, &self.mapper, &mut bufs.scratch, &mut bufs.spare);
-        let code = self.deliver(data, tag, &url, &site, &batches, &built, started);
+        let events = self.events.flush();
+        let verdict = self.deliver(data, tag, &url, &site, &batches, &built, &events, started);
         batch::recycle(batches, &mut bufs.spare);
         self.buffers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(bufs);
-        code
+        verdict
     }
 
-    /// Logs what building found, sends the batches and decides the verdict.
+    /// While auto-detection has no answer, the flush waits for it here, on its own thread,
+    /// for at most `timeout` (the bound of one request, which the exit wait already allows
+    /// for): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1 by default) on waiting.
+    /// Still unknown after that bound (no site's API nor intake answered), or a key that no
+    /// site accepts (probed again with backoff): RETRY, so a transient answer costs a retry
+    /// rather than the chunk.
+    fn wait_for_site(&self) -> Result<(String, String), Site> {
+        self.resolver.start(self.client.clone(), self.name.clone());
+        match self.resolver.wait_target(self.config.timeout) {
+            Target::Ready { url, site } => Ok((url, site)),
+            Target::Pending => {
+                self.limiter.write(
+                    Level::Warn,
+                    &self.name,
+                    "pending",
+                    &format!(
+                        "the key's site is still unknown after waiting {}s for site auto-detection; the chunk will be retried (set `site` to skip the probe)",
+                        self.config.timeout.as_secs_f32()
+                    ),
+                );
+                Err(Site::Pending)
+            }
+            Target::Failed => {
+                self.limiter.write(
+                    Level::Error,
+                    &self.name,
+                    "failed",
+                    "no Datadog site accepts the API key: the chunk will be retried while the sites are asked again. Check `apikey` and set `site` to your account's site",
+                );
+                Err(Site::Failed)
+            }
+        }
+    }
+
+    /// Counts what building found, sends the batches, decides the verdict and acts on it.
     #[allow(clippy::too_many_arguments)]
     fn deliver(
         &self,
@@ -260,185 +273,111 @@ impl Instance {
         site: &str,
         batches: &[batch::Batch],
         built: &batch::BuildStats,
+        events: &FlushEvents,
         started: Instant,
-    ) -> i32 {
-        stats::add(&self.stats.records_in, built.records);
-        stats::add(&self.stats.dropped_malformed, built.malformed);
-        stats::add(&self.stats.dropped_too_large, built.too_large);
-        stats::add(&self.stats.truncated, built.truncated);
-        // metrics: fed beside `stats` until the events module is the one place that counts.
-        self.metrics.dropped(DropReason::Malformed, built.malformed);
-        self.metrics.dropped(DropReason::TooLarge, built.too_large);
-        self.metrics.truncated(built.truncated);
+    ) -> Verdict {
+        events.emit(Event::RecordsDecoded { n: built.records });
         if let Some((offset, reason)) = built.first_malformed {
-            self.limiter.write(
-                Level::Warn,
-                &self.name,
-                "malformed",
-                &format!(
-                    "skipped {} malformed record(s) in a chunk of tag '{tag}' (first at byte {offset}: {reason}); the chunk's other records are delivered",
-                    built.malformed
-                ),
-            );
+            events.emit(Event::MalformedSkipped {
+                n: built.malformed,
+                tag,
+                offset,
+                reason,
+            });
         }
-        if built.truncated > 0 {
-            self.limiter.write(
-                Level::Warn,
-                &self.name,
-                "truncated",
-                &format!(
-                    "truncated {} message(s) over Datadog's 1 MB log limit (they end in {})",
-                    built.truncated,
-                    crate::map::TRUNCATION_MARKER
-                ),
-            );
-        }
-        if built.too_large > 0 {
-            self.limiter.write(
-                Level::Error,
-                &self.name,
-                "too_large",
-                &format!(
-                    "dropped {} record(s) that stay over Datadog's 1 MB log limit even with an empty message",
-                    built.too_large
-                ),
-            );
-        }
+        events.emit(Event::RecordsTruncated { n: built.truncated });
+        events.emit(Event::RecordsTooLarge { n: built.too_large });
 
         let objects: usize = batches.iter().map(|b| b.len()).sum();
         if objects == 0 {
-            return FLB_OK;
+            return Verdict::Ok;
         }
         let key = (!self.memory.is_empty()).then(|| flush::chunk_key(tag, data));
         let mut done = key
             .and_then(|k| self.memory.take(k, objects))
             .unwrap_or_else(|| vec![false; objects]);
         let resumed = done.iter().any(|d| *d);
-        // metrics: the logs a resumed chunk sends again (interim, until `events` lands).
-        let retrying = if resumed {
-            done.iter().filter(|d| !**d).count() as u64
-        } else {
-            0
-        };
+        if resumed {
+            events.emit(Event::ChunkResumed {
+                pending: done.iter().filter(|d| !**d).count() as u64,
+            });
+        }
 
-        let report = flush::deliver(
+        let delivery = flush::deliver(
             &self.client,
             url,
             batches,
             &mut done,
             self.config.max_concurrency,
+            events,
         );
-        flush::count(&self.stats, &report);
-        // metrics: fed beside `stats` until the events module is the one place that counts.
-        self.metrics.sent(report.accepted);
-        self.metrics
-            .dropped(DropReason::Http400, report.dropped_400);
-        self.metrics
-            .dropped(DropReason::Http413, report.dropped_413);
-        self.metrics.retried(retrying);
-        self.log_drops(&report);
+        let verdict = verdict::verdict(&FlushReport {
+            site: Site::Ready,
+            objects: objects as u64,
+            delivery,
+        });
 
-        let code = if report.pending == 0 {
-            FLB_OK
-        } else if let Some((status, body)) =
-            report.rejected.clone().filter(|_| report.retry.is_none())
+        if let Verdict::Retry(RetryReason::Undelivered { .. }) = &verdict
+            && done.iter().any(|d| *d)
         {
-            stats::add(&self.stats.dropped_rejected, report.pending);
-            self.metrics.dropped(DropReason::Rejected, report.pending); // metrics: as above
-            self.log_rejection(status, &body, url, site, report.pending);
-            FLB_ERROR
-        } else {
-            let key = key.unwrap_or_else(|| flush::chunk_key(tag, data));
-            if done.iter().any(|d| *d) {
-                self.memory.put(key, done);
-            }
-            if let Some((status, body)) = &report.rejected {
-                self.log_rejection(*status, body, url, site, report.pending);
-            }
-            self.limiter.write(
-                Level::Warn,
-                &self.name,
-                &format!("retry {}", report.retry.as_deref().unwrap_or("")),
-                &format!(
-                    "{} of {objects} log(s) not delivered to {} ({}); the chunk will be retried and only those will be sent",
-                    report.pending,
-                    send::host_of(url),
-                    report.retry.as_deref().unwrap_or("transient failure")
-                ),
-            );
-            FLB_RETRY
-        };
-        if log::enabled(Level::Debug) {
-            log::write(
-                Level::Debug,
-                &self.name,
-                &format!(
-                    "flush tag='{tag}': {} records, {objects} objects in {} batch(es){}, {} accepted, {} requests, {} B json, {} B sent, {} ms -> {}",
-                    built.records,
-                    batches.len(),
-                    if resumed { " (resumed retry)" } else { "" },
-                    report.accepted,
-                    report.requests,
-                    report.bytes_json,
-                    report.bytes_wire,
-                    started.elapsed().as_millis(),
-                    match code {
-                        FLB_OK => "OK",
-                        FLB_RETRY => "RETRY",
-                        _ => "ERROR",
-                    }
-                ),
-            );
+            self.memory
+                .put(key.unwrap_or_else(|| flush::chunk_key(tag, data)), done);
         }
-        code
-    }
-
-    fn log_drops(&self, report: &Report) {
-        for (status, size) in &report.dropped {
-            let why = if *status == 413 {
-                "too large for the intake (413)"
-            } else {
-                "refused as invalid (400)"
-            };
-            self.limiter.write(
-                Level::Error,
-                &self.name,
-                &format!("drop {status}"),
-                &format!("dropped one log of {size} bytes: {why} even when sent alone; the rest of its request was delivered"),
-            );
-        }
-    }
-
-    fn log_rejection(&self, status: u16, body: &str, url: &str, site: &str, pending: u64) {
         let host = send::host_of(url);
-        let mut line = format!(
-            "HTTP {status} from {host}: {pending} log(s) dropped; response: {}",
-            if body.is_empty() { "(empty)" } else { body }
-        );
-        if status == 403 {
-            line.push_str(&format!(
-                ". The API key was rejected by {site}: a key from another Datadog site is the usual cause, so check `site`"
-            ));
-            if self.config.probe_override.is_some()
-                || matches!(
-                    self.config.destination,
-                    crate::options::Destination::Site(_) | crate::options::Destination::AutoDetect
-                )
-            {
-                match self.resolver.explain_403(&self.client, site) {
-                    Some(other) => line.push_str(&format!(
-                        "; the key is valid on {other}: {}",
-                        detect::site_advice(&other)
-                    )),
-                    None => line
-                        .push_str("; the key is valid on no other commercial Datadog site either"),
-                }
-            }
-        } else if status == 401 {
-            line.push_str(". The request had no valid API key: check `apikey`");
+        if let Some(refusal) = verdict.refusal() {
+            let elsewhere = self.explain_refusal(refusal.status, site);
+            let (pending, dropped) = match &verdict {
+                Verdict::Error(ErrorReason::Refused { pending, .. }) => (*pending, true),
+                Verdict::Retry(RetryReason::Undelivered { pending, .. }) => (*pending, false),
+                _ => (0, false),
+            };
+            events.emit(Event::ChunkRejected {
+                refusal,
+                host,
+                site,
+                pending,
+                dropped,
+                elsewhere: &elsewhere,
+            });
         }
-        self.limiter
-            .write(Level::Error, &self.name, &format!("reject {status}"), &line);
+        if let Verdict::Retry(RetryReason::Undelivered {
+            pending, failure, ..
+        }) = &verdict
+        {
+            events.emit(Event::ChunkRetried {
+                pending: *pending,
+                objects: objects as u64,
+                host,
+                failure: failure.as_ref(),
+            });
+        }
+        events.emit(Event::FlushDone {
+            tag,
+            objects: objects as u64,
+            batches: batches.len(),
+            resumed,
+            elapsed: started.elapsed(),
+            verdict: &verdict,
+        });
+        verdict
+    }
+
+    /// For a 403 from a site the plugin chose or was told (not an explicit `endpoint`), asks
+    /// auto-detection where else the key is valid (probed once, then cached). A step of its
+    /// own after the verdict, so no log line ever starts a network probe.
+    fn explain_refusal(&self, status: u16, site: &str) -> KeyElsewhere {
+        let probing = self.config.probe_override.is_some()
+            || matches!(
+                self.config.destination,
+                crate::options::Destination::Site(_) | crate::options::Destination::AutoDetect
+            );
+        if status != 403 || !probing {
+            return KeyElsewhere::NotAsked;
+        }
+        match self.resolver.explain_403(&self.client, site) {
+            Some(other) => KeyElsewhere::ValidOn(other),
+            None => KeyElsewhere::Nowhere,
+        }
     }
 
     /// Stops accepting flushes, waits up to `wait` for flushes in flight, joins the probe
@@ -447,6 +386,8 @@ impl Instance {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Flushes waiting for the site stop waiting (RETRY) rather than hold up the exit.
+        self.resolver.stop();
         let deadline = Instant::now() + wait;
         let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         while *n > 0 {
@@ -463,19 +404,7 @@ impl Instance {
         let abandoned = *n;
         drop(n);
         self.resolver.join();
-        let snap = self.stats.snapshot();
-        log::write(
-            Level::Info,
-            &self.name,
-            &format!(
-                "exit: {snap}{}",
-                if abandoned > 0 {
-                    format!(", {abandoned} flush(es) still running at exit")
-                } else {
-                    String::new()
-                }
-            ),
-        );
+        self.events.emit(Event::Exited { abandoned });
     }
 
     /// Time to allow flushes in flight at exit: one whole request timeout and a margin.

@@ -5,19 +5,23 @@
 //! in those, so once a record has been mapped the general way ([`Mapper::write_decoded`]),
 //! its object is kept as a [`Template`]: the literal bytes (braces, keys, the plugin's own
 //! attributes, the tags) with slots cut out where the date and the values went. The next
-//! record is checked against it (its keys, byte for byte; its ECS attributes, as for the tag
-//! reuse; no OpenTelemetry fields) and, if it matches, written by copying the literal pieces
-//! and filling the slots, with the same functions, so the object is byte for byte what the
-//! general way would write. Whatever the plan cannot answer for goes the general way (an
+//! record is checked against it (see [`Mapper::template_matches`]) and, if it matches,
+//! written by copying the literal pieces and filling the slots, with the same functions, so
+//! the object is byte for byte what the general way would write. The rule that keeps this
+//! true is [`eligible`]'s. Whatever the plan cannot answer for goes the general way (an
 //! object over 1 MB too, written twice then: once here, then cut the general way).
 //!
 //! A plan holds the tags' JSON of the record it was made from, so it is valid only while the
-//! scratch's tags and their inputs (`Scratch::sig`) are still that record's: the general way
+//! cached tags and their inputs (`tags::Tags`) are still that record's: the general way
 //! drops it when it remakes them. A record that does not match leaves the plan in place (a
 //! container's odd line does not cost the next lines their plan); after [`REPLACE_AFTER`]
 //! such records in a row, the next record mapped the general way becomes the plan.
 
-use super::{MAX_LOG_BYTES, Mapper, Scratch, Signature, otlp_fields, write_entry_value, write_i64};
+use super::attrs::Present;
+use super::otlp::{Otlp, otlp_fields};
+use super::truncate::write_message;
+use super::value::{write_entry_value, write_i64};
+use super::{MAX_LOG_BYTES, Mapper, Scratch, Temps};
 use crate::decode::Record;
 
 /// The plan made from the last record mapped the general way (see the module doc).
@@ -52,6 +56,7 @@ pub(super) struct Template {
 const REPLACE_AFTER: u32 = 8;
 
 /// What the general way wrote in one place of an object that depends on more than the keys.
+/// A plan copies everything else as it was; see [`eligible`] for the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Slot {
     /// The record's time (`json_date_key`).
@@ -60,6 +65,33 @@ pub(super) enum Slot {
     Message(usize),
     /// The value of this entry.
     Value(usize),
+}
+
+/// True when the object the general way just wrote may become a plan, given what it read
+/// besides the record's keys: whether the tags were the previous record's (`tags_reused`),
+/// the record's OpenTelemetry fields and the reserved attributes it has (`present`).
+///
+/// The rule that keeps the plan's objects byte for byte those of the general way: **every
+/// byte of the object that depends on more than the record's keys is a slot, is checked
+/// when a record is matched, or disqualifies the record from becoming a plan.** Its pieces:
+///
+/// * slots ([`Slot`]), filled per record: the date, the message, each attribute's value;
+/// * checked by [`Mapper::template_matches`]: the mapper (its settings, by id); the keys,
+///   byte for byte (which also decides
+///   which reserved attributes the record has, so which of the plugin's own are written,
+///   and under which name the message goes); the Fluent Bit tag (written with
+///   `include_tag_key`); the ECS attributes' names and values (the tags' inputs); and that
+///   the record has no OpenTelemetry fields;
+/// * disqualifying, here: tags made for this record rather than reused (the plan keeps the
+///   tags' JSON, valid only while the tag cache holds that record's, see `tags::Tags`); any
+///   OpenTelemetry field (written from metadata, not a slot); a `ddtags` attribute (whether
+///   it is a tag list, and which tags it gives, depends on its value); an ECS attribute kept
+///   as an attribute (that depends on its value being non-empty text).
+///
+/// A change to the mapping that makes some byte depend on a value must add a slot, a check,
+/// or a case here.
+pub(super) fn eligible(tags_reused: bool, otlp: &Otlp, present: &Present) -> bool {
+    tags_reused && otlp.is_empty() && !present.ddtags_key && !present.ecs_kept
 }
 
 /// Where the general way wrote each slot of the current object, to make a [`Template`].
@@ -92,21 +124,20 @@ impl Template {
     pub(super) fn wanted(&self, mapper: u64) -> bool {
         self.mapper != mapper || self.misses >= REPLACE_AFTER
     }
-}
 
-impl Mapper {
-    /// Makes the plan from the object just written at `out[start..]` for `rec`, whose slots
-    /// are in `s.marks`. The caller has checked that the object depends on nothing but the
-    /// keys besides those slots (see [`Mapper::write_decoded`]).
-    pub(super) fn keep_template(
-        &self,
+    /// Makes the plan, for `mapper`, from the object just written at `out[start..]` for
+    /// `rec`, whose slots are in `s.marks`. The caller has checked that the object may
+    /// become one ([`eligible`]).
+    pub(super) fn keep(
+        &mut self,
+        mapper: u64,
         rec: &Record,
         tag: &str,
-        s: &mut Scratch,
+        s: &Temps,
         out: &[u8],
         start: usize,
     ) {
-        let t = &mut s.template;
+        let t = self;
         t.text.clear();
         t.slots.clear();
         let mut from = start;
@@ -129,14 +160,17 @@ impl Mapper {
         t.ecs.extend_from_slice(&s.ecs_entries);
         t.tag.clear();
         t.tag.extend_from_slice(tag.as_bytes());
-        t.mapper = self.id;
+        t.mapper = mapper;
         t.misses = 0;
     }
+}
 
+impl Mapper {
     /// True when `rec` has the keys, tag inputs and tag of the plan's record, and no
     /// OpenTelemetry fields (the plan is this mapper's).
     fn template_matches(&self, rec: &Record, tag: &str, s: &Scratch) -> bool {
-        let t = &s.template;
+        let t = &s.cache.template;
+        let (s, tags) = (&s.tmp, &s.cache.tags);
         let body = rec.body;
         if s.entries.len() != t.entries || (self.attrs.tag.is_some() && t.tag != tag.as_bytes()) {
             return false;
@@ -151,22 +185,11 @@ impl Mapper {
         }
         // The same bytes, keys and values, in the entries that made the ECS tags (so they
         // are non-empty text again): the same tags, those of the last record, whose inputs
-        // `s.sig` holds.
-        let mut check = Signature {
-            prev: &s.sig,
-            pos: 0,
-            same: s.tags_of == self.id,
-        };
-        self.tag_inputs(body, &s.entries, &t.ecs, None, |p| check.compare(p));
-        if !(check.same && check.pos == s.sig.len()) {
+        // `tags` holds.
+        if !tags.same_inputs(self.id, body, &s.entries, &t.ecs, None) {
             return false;
         }
-        let otlp = otlp_fields(rec.meta);
-        if otlp.severity_text.is_some() || otlp.trace_id.is_some() || otlp.span_id.is_some() {
-            return false;
-        }
-
-        true
+        otlp_fields(rec.meta).is_empty()
     }
 
     /// Writes `rec` from the plan when it matches; false, with nothing appended, when it
@@ -179,14 +202,14 @@ impl Mapper {
         s: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> bool {
-        if s.template.mapper != self.id {
+        if s.cache.template.mapper != self.id {
             return false;
         }
         if !self.template_matches(rec, tag, s) {
-            s.template.misses += 1;
+            s.cache.template.misses += 1;
             return false;
         }
-        let t = &s.template;
+        let (s, t) = (&mut s.tmp, &mut s.cache.template);
         let body = rec.body;
         let start = out.len();
         s.keys.clear();
@@ -197,7 +220,7 @@ impl Mapper {
             match slot {
                 Slot::Date => write_i64(out, rec.time.millis()),
                 Slot::Message(i) => {
-                    self.write_message(body, s.entries[i], out, &mut s.keys);
+                    write_message(body, s.entries[i], out, &mut s.keys);
                 }
                 Slot::Value(i) => {
                     write_entry_value(body, s.entries[i], out, &mut s.keys);
@@ -209,8 +232,8 @@ impl Mapper {
             out.truncate(start);
             return false;
         }
-        s.template.hits += 1;
-        s.template.misses = 0;
+        t.hits += 1;
+        t.misses = 0;
         true
     }
 }

@@ -79,8 +79,14 @@ impl MockIntake {
     ///
     /// [`reserve_addr`]: MockIntake::reserve_addr
     pub fn start_on(addr: &str, api_key: Option<&str>) -> MockIntake {
+        MockIntake::start_with_args(addr, api_key, &[])
+    }
+
+    /// Starts the mock with extra command-line arguments (e.g. `--tls-cert`, `--tls-key`).
+    pub fn start_with_args(addr: &str, api_key: Option<&str>, extra: &[&str]) -> MockIntake {
         let mut cmd = Command::new(crate::workspace_bin("mock_intake"));
         cmd.args(["--addr", addr, "--quiet"])
+            .args(extra)
             .env_remove("MOCK_INTAKE_ADDR")
             .env_remove("MOCK_INTAKE_API_KEY")
             .env_remove("MOCK_INTAKE_PRINT")

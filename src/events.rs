@@ -1,0 +1,926 @@
+//! Everything that happens to a chunk, as events: each writes its own log line and counts
+//! itself, here and nowhere else.
+//!
+//! An [`Event`] goes to [`Events::emit`] (instance-wide) or [`FlushEvents::emit`] (during a
+//! flush, which also counts it in the flush's own [`Counters`] for the flush's debug line).
+//! [`Events`] is the only writer of the counters: the exit summary reads them, and the
+//! plugin's own `fluentbit_datadog_logs_*` metrics ([`Metrics`], Fluent Bit >= 2.0) are fed
+//! in `Events::record`, the one spot every event passes through, with the very amounts added
+//! to the instance's counters (once per event, however many counters it is counted in).
+//!
+//! Adding a counter is one [`Counter`] variant (and its name) and the event that bumps it.
+
+use crate::log::{self, Key, Level, RateLimiter};
+use crate::metrics::Metrics;
+use crate::verdict::{Failure, Refusal, RetryReason, Verdict};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// One counter of an instance (or of a flush).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Log records decoded from chunks (group markers excluded; a retried chunk counts again).
+    RecordsIn,
+    /// Objects the intake accepted.
+    ObjectsSent,
+    /// HTTP requests made to the intake (by status: [`Snapshot::requests_by_status`]).
+    Requests,
+    /// Flushes answered with RETRY.
+    Retries,
+    /// Objects dropped because the intake answered 400 for them alone.
+    Dropped400,
+    /// Objects dropped because the intake answered 413 for them alone.
+    Dropped413,
+    /// Records dropped because they could not fit Datadog's 1 MB log limit.
+    DroppedTooLarge,
+    /// Malformed stretches of chunks skipped.
+    DroppedMalformed,
+    /// Objects dropped with their chunk after another 4xx (401, 403, ...).
+    DroppedRejected,
+    /// Messages truncated to fit 1 MB.
+    Truncated,
+    /// Bytes of JSON sent, before compression.
+    BytesJson,
+    /// Bytes put on the wire, after compression.
+    BytesWire,
+    /// Logs sent again by a retry: the pending objects of a chunk resumed from memory.
+    RetriedLogs,
+    /// Sum of the requests' round-trip durations, in microseconds.
+    RequestMicros,
+}
+
+impl Counter {
+    /// Every counter, in the order of the exit summary.
+    pub const ALL: [Counter; 14] = [
+        Counter::RecordsIn,
+        Counter::ObjectsSent,
+        Counter::Requests,
+        Counter::Retries,
+        Counter::Dropped400,
+        Counter::Dropped413,
+        Counter::DroppedTooLarge,
+        Counter::DroppedMalformed,
+        Counter::DroppedRejected,
+        Counter::Truncated,
+        Counter::BytesJson,
+        Counter::BytesWire,
+        Counter::RetriedLogs,
+        Counter::RequestMicros,
+    ];
+
+    /// The counters the exit summary line shows, the first ones of [`Counter::ALL`] (its
+    /// text is relied on; keep it stable).
+    pub const SUMMARY: &[Counter] = Counter::ALL.split_at(12).0;
+
+    /// The counter's name in the exit summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RecordsIn => "records_in",
+            Counter::ObjectsSent => "objects_sent",
+            Counter::Requests => "requests",
+            Counter::Retries => "retries",
+            Counter::Dropped400 => "dropped_400",
+            Counter::Dropped413 => "dropped_413",
+            Counter::DroppedTooLarge => "dropped_too_large",
+            Counter::DroppedMalformed => "dropped_malformed",
+            Counter::DroppedRejected => "dropped_rejected",
+            Counter::Truncated => "truncated",
+            Counter::BytesJson => "bytes_json",
+            Counter::BytesWire => "bytes_wire",
+            Counter::RetriedLogs => "retried_logs",
+            Counter::RequestMicros => "request_micros",
+        }
+    }
+}
+
+/// The reasons a log is dropped, with the counter of each (the `reason` label of
+/// `dropped_logs_total`).
+pub const DROP_REASONS: [(&str, Counter); 5] = [
+    ("http_400", Counter::Dropped400),
+    ("http_413", Counter::Dropped413),
+    ("too_large", Counter::DroppedTooLarge),
+    ("malformed", Counter::DroppedMalformed),
+    ("rejected", Counter::DroppedRejected),
+];
+
+/// Counters of an instance or of one flush, updated with relaxed atomics from concurrent
+/// threads. Only [`Events`] writes them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    values: [AtomicU64; Counter::ALL.len()],
+    /// Requests by HTTP status; 0 stands for "no answer" (transport error).
+    by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Counters {
+    fn add(&self, c: Counter, n: u64) {
+        if n > 0 {
+            self.values[c as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn add_status(&self, status: Option<u16>) {
+        let mut map = self.by_status.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(status.unwrap_or(0)).or_default() += 1;
+    }
+
+    /// Reads one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize].load(Ordering::Relaxed)
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            values: Counter::ALL.map(|c| self.get(c)),
+            by_status: self
+                .by_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(s, n)| (*s, *n))
+                .collect(),
+        }
+    }
+}
+
+/// A copy of the counters at one moment; displays as the exit summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    values: [u64; Counter::ALL.len()],
+    by_status: Vec<(u16, u64)>,
+}
+
+impl Snapshot {
+    /// The value of one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize]
+    }
+
+    /// Requests by HTTP status, ascending; status 0 counts requests that got no answer.
+    pub fn requests_by_status(&self) -> &[(u16, u64)] {
+        &self.by_status
+    }
+
+    /// Logs dropped, by reason (see [`DROP_REASONS`]).
+    pub fn dropped_by_reason(&self) -> [(&'static str, u64); 5] {
+        DROP_REASONS.map(|(reason, c)| (reason, self.get(c)))
+    }
+}
+
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in Counter::SUMMARY.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{}={}", c.name(), self.get(*c))?;
+        }
+        Ok(())
+    }
+}
+
+/// What auto-detection says about a key the configured site refused with 403.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyElsewhere {
+    /// Not asked (an explicit `endpoint` with no probe list).
+    NotAsked,
+    /// The key is valid on this site.
+    ValidOn(String),
+    /// The key is valid on no other commercial site (or the probe had no answer).
+    Nowhere,
+}
+
+/// Something that happened. Each variant writes its line (rate-limited where a flood is
+/// possible) and bumps its counters in `Events::record`.
+#[derive(Clone, Debug)]
+pub enum Event<'a> {
+    /// Log records decoded from a chunk.
+    RecordsDecoded {
+        /// How many.
+        n: u64,
+    },
+    /// Malformed stretches of a chunk skipped (the rest of the chunk is delivered).
+    MalformedSkipped {
+        /// How many.
+        n: u64,
+        /// The chunk's tag.
+        tag: &'a str,
+        /// Byte offset of the first one.
+        offset: usize,
+        /// What is wrong with the first one.
+        reason: &'static str,
+    },
+    /// Messages cut to fit Datadog's 1 MB log limit.
+    RecordsTruncated {
+        /// How many.
+        n: u64,
+    },
+    /// Records dropped because they stay over 1 MB even with an empty message.
+    RecordsTooLarge {
+        /// How many.
+        n: u64,
+    },
+    /// A chunk partly delivered before is sent again: its pending objects are retried logs.
+    ChunkResumed {
+        /// Objects sent again.
+        pending: u64,
+    },
+    /// One request's round trip ended.
+    RequestDone {
+        /// The HTTP status, or `None` when there was no answer.
+        status: Option<u16>,
+        /// Bytes of JSON in the request.
+        json_bytes: u64,
+        /// Bytes on the wire.
+        wire_bytes: u64,
+        /// Round-trip duration.
+        duration: Duration,
+    },
+    /// The site a flush sends to (configured, or found by auto-detection); no line, no
+    /// counter: `site_info` shows it.
+    SiteInUse {
+        /// The site (or the host of an explicit `endpoint`).
+        site: &'a str,
+    },
+    /// Objects the intake accepted.
+    ObjectsAccepted {
+        /// How many.
+        n: u64,
+    },
+    /// An object refused alone with 400 or 413, dropped.
+    ObjectDropped {
+        /// 400 or 413.
+        status: u16,
+        /// Its size in JSON.
+        bytes: usize,
+    },
+    /// The intake refused a chunk's requests (401, 403, ...).
+    ChunkRejected {
+        /// The refusal.
+        refusal: &'a Refusal,
+        /// The intake's host.
+        host: &'a str,
+        /// The configured site, named in a 403's explanation.
+        site: &'a str,
+        /// Objects not delivered.
+        pending: u64,
+        /// True when they are dropped (ERROR), false when the chunk is retried anyway.
+        dropped: bool,
+        /// Where else the key is valid (403 only).
+        elsewhere: &'a KeyElsewhere,
+    },
+    /// Objects of a chunk still pending after a transient failure: the chunk is retried.
+    ChunkRetried {
+        /// Objects still pending.
+        pending: u64,
+        /// Objects of the chunk.
+        objects: u64,
+        /// The intake's host.
+        host: &'a str,
+        /// The last transient failure.
+        failure: Option<&'a Failure>,
+    },
+    /// A flush's work ended (the debug line of each flush that had objects).
+    FlushDone {
+        /// The chunk's tag.
+        tag: &'a str,
+        /// Objects of the chunk.
+        objects: u64,
+        /// Requests' worth of objects (batches).
+        batches: usize,
+        /// True when the chunk was resumed from memory.
+        resumed: bool,
+        /// Time the flush took.
+        elapsed: Duration,
+        /// Its verdict.
+        verdict: &'a Verdict,
+    },
+    /// A flush answered Fluent Bit.
+    Answered {
+        /// The verdict.
+        verdict: &'a Verdict,
+    },
+    /// The flush thread panicked.
+    FlushPanicked,
+    /// The flush thread could not be started.
+    FlushThreadFailed {
+        /// The error.
+        error: &'a str,
+    },
+    /// The instance stopped.
+    Exited {
+        /// Flushes still running at exit.
+        abandoned: usize,
+    },
+}
+
+/// The instance's events: its counters, its rate limiter and its name in log lines.
+#[derive(Debug)]
+pub struct Events {
+    name: std::sync::Arc<str>,
+    limiter: RateLimiter,
+    counters: Counters,
+    /// The host's metrics, fed beside `counters` (disabled until [`Events::set_metrics`]).
+    metrics: Metrics,
+}
+
+/// How often the same failure may be logged.
+pub const ERROR_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Events {
+    /// The events of instance `name`; repeated failure lines are written once per `interval`.
+    pub fn new(name: std::sync::Arc<str>, interval: Duration) -> Events {
+        Events {
+            name,
+            limiter: RateLimiter::new(interval),
+            counters: Counters::default(),
+            metrics: Metrics::disabled(),
+        }
+    }
+
+    /// Feeds `metrics` from now on (the host's, given at Init).
+    pub fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = metrics;
+    }
+
+    /// The host's metrics this instance feeds.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The instance's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Events of one flush, counted in its own counters too.
+    pub fn flush(&self) -> FlushEvents<'_> {
+        FlushEvents {
+            events: self,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Records an instance-wide event.
+    pub fn emit(&self, event: Event) {
+        self.record(None, event);
+    }
+
+    /// The one place every event passes through: counts it (in the instance's counters and
+    /// `flush`'s) and writes its line. The metrics get the instance's amounts, once.
+    fn record(&self, flush: Option<&Counters>, event: Event) {
+        let add = |c: Counter, n: u64| {
+            self.counters.add(c, n);
+            self.metrics.count(c, n);
+            if let Some(f) = flush {
+                f.add(c, n);
+            }
+        };
+        let name = &*self.name;
+        let limited = |level, key: Key, line: &dyn Fn() -> String| {
+            self.limiter.write_with(level, name, key, line)
+        };
+        match event {
+            Event::RecordsDecoded { n } => add(Counter::RecordsIn, n),
+            Event::MalformedSkipped {
+                n,
+                tag,
+                offset,
+                reason,
+            } => {
+                add(Counter::DroppedMalformed, n);
+                limited(Level::Warn, "malformed".into(), &|| {
+                    format!(
+                        "skipped {n} malformed record(s) in a chunk of tag '{tag}' (first at byte {offset}: {reason}); the chunk's other records are delivered"
+                    )
+                });
+            }
+            Event::RecordsTruncated { n: 0 } => {}
+            Event::RecordsTruncated { n } => {
+                add(Counter::Truncated, n);
+                limited(Level::Warn, "truncated".into(), &|| {
+                    format!(
+                        "truncated {n} message(s) over Datadog's 1 MB log limit (they end in {})",
+                        crate::map::TRUNCATION_MARKER
+                    )
+                });
+            }
+            Event::RecordsTooLarge { n: 0 } => {}
+            Event::RecordsTooLarge { n } => {
+                add(Counter::DroppedTooLarge, n);
+                limited(Level::Error, "too_large".into(), &|| {
+                    format!(
+                        "dropped {n} record(s) that stay over Datadog's 1 MB log limit even with an empty message"
+                    )
+                });
+            }
+            Event::ChunkResumed { pending } => add(Counter::RetriedLogs, pending),
+            Event::RequestDone {
+                status,
+                json_bytes,
+                wire_bytes,
+                duration,
+            } => {
+                add(Counter::Requests, 1);
+                add(Counter::BytesJson, json_bytes);
+                add(Counter::BytesWire, wire_bytes);
+                add(
+                    Counter::RequestMicros,
+                    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+                );
+                self.counters.add_status(status);
+                self.metrics.request(status, duration);
+                if let Some(f) = flush {
+                    f.add_status(status);
+                }
+            }
+            Event::SiteInUse { site } => self.metrics.site(site),
+            Event::ObjectsAccepted { n } => add(Counter::ObjectsSent, n),
+            Event::ObjectDropped { status, bytes } => {
+                let (counter, why) = if status == 413 {
+                    (Counter::Dropped413, "too large for the intake (413)")
+                } else {
+                    (Counter::Dropped400, "refused as invalid (400)")
+                };
+                add(counter, 1);
+                limited(Level::Error, Key::with_status("drop", status), &|| {
+                    format!(
+                        "dropped one log of {bytes} bytes: {why} even when sent alone; the rest of its request was delivered"
+                    )
+                });
+            }
+            Event::ChunkRejected {
+                refusal,
+                host,
+                site,
+                pending,
+                dropped,
+                elsewhere,
+            } => {
+                if dropped {
+                    add(Counter::DroppedRejected, pending);
+                }
+                let status = refusal.status;
+                limited(Level::Error, Key::with_status("reject", status), &|| {
+                    rejection_line(refusal, host, site, pending, elsewhere)
+                });
+            }
+            Event::ChunkRetried {
+                pending,
+                objects,
+                host,
+                failure,
+            } => {
+                let key = Key::with_status("retry", failure.and_then(|f| f.status).unwrap_or(0));
+                limited(Level::Warn, key, &|| {
+                    format!(
+                        "{pending} of {objects} log(s) not delivered to {host} ({}); the chunk will be retried and only those will be sent",
+                        failure.map_or("transient failure", |f| f.reason.as_str())
+                    )
+                });
+            }
+            Event::FlushDone {
+                tag,
+                objects,
+                batches,
+                resumed,
+                elapsed,
+                verdict,
+            } => {
+                if log::enabled(Level::Debug) {
+                    let c = flush.unwrap_or(&self.counters);
+                    log::write(
+                        Level::Debug,
+                        name,
+                        &format!(
+                            "flush tag='{tag}': {} records, {objects} objects in {batches} batch(es){}, {} accepted, {} requests, {} B json, {} B sent, {} ms -> {}",
+                            c.get(Counter::RecordsIn),
+                            if resumed { " (resumed retry)" } else { "" },
+                            c.get(Counter::ObjectsSent),
+                            c.get(Counter::Requests),
+                            c.get(Counter::BytesJson),
+                            c.get(Counter::BytesWire),
+                            elapsed.as_millis(),
+                            verdict.label()
+                        ),
+                    );
+                }
+            }
+            Event::Answered { verdict } => {
+                // A flush refused at shutdown comes after the summary line: not counted.
+                if matches!(verdict, Verdict::Retry(r) if *r != RetryReason::Closing) {
+                    add(Counter::Retries, 1);
+                }
+            }
+            Event::FlushPanicked => log::write(
+                Level::Error,
+                name,
+                "internal error while flushing (panic caught); the chunk will be retried",
+            ),
+            Event::FlushThreadFailed { error } => {
+                limited(Level::Error, "spawn".into(), &|| {
+                    format!("cannot start a flush thread ({error}); the chunk will be retried")
+                });
+            }
+            Event::Exited { abandoned } => {
+                let snap = self.counters.snapshot();
+                log::write(
+                    Level::Info,
+                    name,
+                    &format!(
+                        "exit: {snap}{}",
+                        if abandoned > 0 {
+                            format!(", {abandoned} flush(es) still running at exit")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The line of a refused chunk, with the hint its status calls for.
+fn rejection_line(
+    refusal: &Refusal,
+    host: &str,
+    site: &str,
+    pending: u64,
+    elsewhere: &KeyElsewhere,
+) -> String {
+    let Refusal { status, body } = refusal;
+    let mut line = format!(
+        "HTTP {status} from {host}: {pending} log(s) dropped; response: {}",
+        if body.is_empty() { "(empty)" } else { body }
+    );
+    if *status == 403 {
+        line.push_str(&format!(
+            ". The API key was rejected by {site}: a key from another Datadog site is the usual cause, so check `site`"
+        ));
+        match elsewhere {
+            KeyElsewhere::NotAsked => {}
+            KeyElsewhere::ValidOn(other) => line.push_str(&format!(
+                "; the key is valid on {other}: {}",
+                crate::detect::site_advice(other)
+            )),
+            KeyElsewhere::Nowhere => {
+                line.push_str("; the key is valid on no other commercial Datadog site either")
+            }
+        }
+    } else if *status == 401 {
+        line.push_str(". The request had no valid API key: check `apikey`");
+    }
+    line
+}
+
+/// The events of one flush: counted in the instance's counters and in the flush's own.
+#[derive(Debug)]
+pub struct FlushEvents<'a> {
+    events: &'a Events,
+    counters: Counters,
+}
+
+impl FlushEvents<'_> {
+    /// Records an event of this flush.
+    pub fn emit(&self, event: Event) {
+        self.events.record(Some(&self.counters), event);
+    }
+
+    /// This flush's counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::captured;
+    use crate::verdict::ErrorReason;
+
+    fn events() -> Events {
+        captured::take();
+        Events::new("datadog_logs.7".into(), Duration::from_secs(60))
+    }
+
+    /// Emits `event` on fresh events; returns the counters that changed and the lines.
+    fn outcome(event: Event) -> (Vec<(&'static str, u64)>, Vec<String>) {
+        let ev = events();
+        ev.emit(event);
+        let snap = ev.counters().snapshot();
+        let changed = Counter::ALL
+            .iter()
+            .filter(|c| snap.get(**c) > 0)
+            .map(|c| (c.name(), snap.get(*c)))
+            .collect();
+        (changed, captured::take())
+    }
+
+    /// An event, the counters it changes, and a part of the one line it writes (if any).
+    type Case<'a> = (Event<'a>, Vec<(&'static str, u64)>, Option<&'static str>);
+
+    #[test]
+    fn each_event_counts_itself_and_writes_its_line() {
+        let refusal = Refusal {
+            status: 401,
+            body: String::new(),
+        };
+        let dropped = Verdict::Error(ErrorReason::Refused {
+            refusal: refusal.clone(),
+            pending: 1,
+        });
+        let failure = Failure {
+            status: Some(503),
+            reason: "HTTP 503".into(),
+        };
+        let cases: Vec<Case> = vec![
+            (
+                Event::RecordsDecoded { n: 5 },
+                vec![("records_in", 5)],
+                None,
+            ),
+            (
+                Event::MalformedSkipped {
+                    n: 2,
+                    tag: "app",
+                    offset: 17,
+                    reason: "truncated map",
+                },
+                vec![("dropped_malformed", 2)],
+                Some(
+                    "[ warn] [output:datadog_logs:datadog_logs.7] skipped 2 malformed record(s) in a chunk of tag 'app' (first at byte 17: truncated map); the chunk's other records are delivered",
+                ),
+            ),
+            (
+                Event::RecordsTruncated { n: 1 },
+                vec![("truncated", 1)],
+                Some("truncated 1 message(s) over Datadog's 1 MB log limit (they end in"),
+            ),
+            (Event::RecordsTruncated { n: 0 }, vec![], None),
+            (
+                Event::RecordsTooLarge { n: 3 },
+                vec![("dropped_too_large", 3)],
+                Some(
+                    "[error] [output:datadog_logs:datadog_logs.7] dropped 3 record(s) that stay over Datadog's 1 MB log limit",
+                ),
+            ),
+            (Event::RecordsTooLarge { n: 0 }, vec![], None),
+            (
+                Event::ChunkResumed { pending: 4 },
+                vec![("retried_logs", 4)],
+                None,
+            ),
+            (
+                Event::RequestDone {
+                    status: Some(202),
+                    json_bytes: 100,
+                    wire_bytes: 40,
+                    duration: Duration::from_millis(3),
+                },
+                vec![
+                    ("requests", 1),
+                    ("bytes_json", 100),
+                    ("bytes_wire", 40),
+                    ("request_micros", 3000),
+                ],
+                None,
+            ),
+            (
+                Event::SiteInUse {
+                    site: "datadoghq.eu",
+                },
+                vec![],
+                None,
+            ),
+            (
+                Event::ObjectsAccepted { n: 9 },
+                vec![("objects_sent", 9)],
+                None,
+            ),
+            (
+                Event::ObjectDropped {
+                    status: 413,
+                    bytes: 1234,
+                },
+                vec![("dropped_413", 1)],
+                Some(
+                    "dropped one log of 1234 bytes: too large for the intake (413) even when sent alone; the rest of its request was delivered",
+                ),
+            ),
+            (
+                Event::ObjectDropped {
+                    status: 400,
+                    bytes: 9,
+                },
+                vec![("dropped_400", 1)],
+                Some("dropped one log of 9 bytes: refused as invalid (400) even when sent alone"),
+            ),
+            (
+                Event::ChunkRejected {
+                    refusal: &refusal,
+                    host: "intake.example",
+                    site: "datadoghq.com",
+                    pending: 6,
+                    dropped: true,
+                    elsewhere: &KeyElsewhere::NotAsked,
+                },
+                vec![("dropped_rejected", 6)],
+                Some(
+                    "[error] [output:datadog_logs:datadog_logs.7] HTTP 401 from intake.example: 6 log(s) dropped; response: (empty). The request had no valid API key: check `apikey`",
+                ),
+            ),
+            (
+                Event::ChunkRejected {
+                    refusal: &refusal,
+                    host: "intake.example",
+                    site: "datadoghq.com",
+                    pending: 6,
+                    dropped: false,
+                    elsewhere: &KeyElsewhere::NotAsked,
+                },
+                vec![],
+                Some("HTTP 401 from intake.example: 6 log(s) dropped"),
+            ),
+            (
+                Event::ChunkRetried {
+                    pending: 3,
+                    objects: 10,
+                    host: "intake.example",
+                    failure: Some(&failure),
+                },
+                vec![],
+                Some(
+                    "[ warn] [output:datadog_logs:datadog_logs.7] 3 of 10 log(s) not delivered to intake.example (HTTP 503); the chunk will be retried and only those will be sent",
+                ),
+            ),
+            (
+                Event::ChunkRetried {
+                    pending: 3,
+                    objects: 10,
+                    host: "intake.example",
+                    failure: None,
+                },
+                vec![],
+                Some("(transient failure)"),
+            ),
+            (
+                Event::Answered {
+                    verdict: &Verdict::Retry(RetryReason::SitePending),
+                },
+                vec![("retries", 1)],
+                None,
+            ),
+            (
+                Event::Answered {
+                    verdict: &Verdict::Retry(RetryReason::Closing),
+                },
+                vec![],
+                None,
+            ),
+            (
+                Event::Answered {
+                    verdict: &Verdict::Ok,
+                },
+                vec![],
+                None,
+            ),
+            (Event::Answered { verdict: &dropped }, vec![], None),
+            (
+                Event::FlushPanicked,
+                vec![],
+                Some("internal error while flushing (panic caught); the chunk will be retried"),
+            ),
+            (
+                Event::FlushThreadFailed { error: "EAGAIN" },
+                vec![],
+                Some("cannot start a flush thread (EAGAIN); the chunk will be retried"),
+            ),
+            (
+                Event::Exited { abandoned: 2 },
+                vec![],
+                Some(
+                    "] exit: records_in=0 objects_sent=0 requests=0 retries=0 dropped_400=0 dropped_413=0 dropped_too_large=0 dropped_malformed=0 dropped_rejected=0 truncated=0 bytes_json=0 bytes_wire=0, 2 flush(es) still running at exit",
+                ),
+            ),
+        ];
+        for (event, counts, line) in cases {
+            let name = format!("{event:?}");
+            let (changed, lines) = outcome(event);
+            assert_eq!(changed, counts, "{name}");
+            match line {
+                None => assert!(lines.is_empty(), "{name}: {lines:?}"),
+                Some(want) => {
+                    assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+                    assert!(lines[0].contains(want), "{name}: {}", lines[0]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_403_line_says_where_the_key_is_valid() {
+        let refusal = Refusal {
+            status: 403,
+            body: "Forbidden".into(),
+        };
+        let line =
+            |elsewhere| rejection_line(&refusal, "intake.example", "datadoghq.com", 2, &elsewhere);
+        let base = "HTTP 403 from intake.example: 2 log(s) dropped; response: Forbidden. The API key was rejected by datadoghq.com: a key from another Datadog site is the usual cause, so check `site`";
+        assert_eq!(line(KeyElsewhere::NotAsked), base);
+        assert_eq!(
+            line(KeyElsewhere::Nowhere),
+            format!("{base}; the key is valid on no other commercial Datadog site either")
+        );
+        assert!(
+            line(KeyElsewhere::ValidOn("ap1.datadoghq.com".into())).starts_with(&format!(
+                "{base}; the key is valid on ap1.datadoghq.com: set `site ap1`"
+            ))
+        );
+    }
+
+    #[test]
+    fn failure_lines_are_rate_limited_by_kind_and_status() {
+        let ev = events();
+        let failure = |status| Failure {
+            status,
+            reason: "x".into(),
+        };
+        let (f500, f503, net) = (failure(Some(500)), failure(Some(503)), failure(None));
+        for f in [&f500, &f500, &f503, &net, &net, &f503] {
+            ev.emit(Event::ChunkRetried {
+                pending: 1,
+                objects: 1,
+                host: "h",
+                failure: Some(f),
+            });
+        }
+        for status in [400, 400, 413] {
+            ev.emit(Event::ObjectDropped { status, bytes: 1 });
+        }
+        // One line per status (and one for "no answer"), then one per drop status.
+        assert_eq!(captured::take().len(), 3 + 2);
+        assert_eq!(ev.counters().get(Counter::Dropped400), 2, "counted all");
+    }
+
+    #[test]
+    fn flush_events_count_in_the_flush_and_the_instance() {
+        let ev = events();
+        ev.emit(Event::ObjectsAccepted { n: 1 });
+        let flush = ev.flush();
+        for status in [Some(202), Some(500), None, Some(202)] {
+            flush.emit(Event::RequestDone {
+                status,
+                json_bytes: 10,
+                wire_bytes: 5,
+                duration: Duration::ZERO,
+            });
+        }
+        flush.emit(Event::ObjectsAccepted { n: 2 });
+        assert_eq!(flush.counters().get(Counter::ObjectsSent), 2);
+        assert_eq!(ev.counters().get(Counter::ObjectsSent), 3);
+        let snap = ev.counters().snapshot();
+        assert_eq!(snap.get(Counter::Requests), 4);
+        assert_eq!(snap.get(Counter::BytesJson), 40);
+        assert_eq!(snap.requests_by_status(), [(0, 1), (202, 2), (500, 1)]);
+        assert_eq!(
+            flush.counters().snapshot().requests_by_status(),
+            [(0, 1), (202, 2), (500, 1)]
+        );
+    }
+
+    #[test]
+    fn snapshot_shows_the_summary_and_drops_by_reason() {
+        let ev = events();
+        ev.emit(Event::RecordsDecoded { n: 5 });
+        ev.emit(Event::ObjectDropped {
+            status: 400,
+            bytes: 1,
+        });
+        ev.emit(Event::RecordsTooLarge { n: 2 });
+        ev.emit(Event::RequestDone {
+            status: Some(202),
+            json_bytes: 0,
+            wire_bytes: 100,
+            duration: Duration::ZERO,
+        });
+        let snap = ev.counters().snapshot();
+        assert_eq!(
+            snap.to_string(),
+            "records_in=5 objects_sent=0 requests=1 retries=0 dropped_400=1 dropped_413=0 \
+             dropped_too_large=2 dropped_malformed=0 dropped_rejected=0 truncated=0 \
+             bytes_json=0 bytes_wire=100"
+        );
+        assert_eq!(
+            snap.dropped_by_reason(),
+            [
+                ("http_400", 1),
+                ("http_413", 0),
+                ("too_large", 2),
+                ("malformed", 0),
+                ("rejected", 0)
+            ]
+        );
+    }
+}

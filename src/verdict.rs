@@ -1,0 +1,289 @@
+//! The verdict of one flush: OK, RETRY or ERROR with its reason, decided in one place.
+//!
+//! [`verdict`] is a pure function of what the flush found (a [`FlushReport`]): no I/O, no
+//! logging, no counting. What follows from the verdict happens elsewhere: the worker
+//! remembers a partly delivered chunk and explains a 403, [`crate::events`] writes the lines
+//! and counts, and only [`crate::ffi`] turns the verdict into Fluent Bit's return code.
+//!
+//! | site | objects pending after sending | a refusal (401, 403, ...) | a transient failure | verdict |
+//! |---|---|---|---|---|
+//! | auto-detection still has no answer (after the flush waited for it) | - | - | - | RETRY ([`RetryReason::SitePending`]) |
+//! | no site accepts the key (the sites are asked again with backoff) | - | - | - | RETRY ([`RetryReason::SiteRefused`]) |
+//! | ready | none (or the chunk held no object) | any | any | OK |
+//! | ready | some | yes | no | ERROR ([`ErrorReason::Refused`]) |
+//! | ready | some | any | yes, or neither | RETRY ([`RetryReason::Undelivered`]) |
+//!
+//! Objects dropped one by one (400 or 413 alone, over 1 MB, malformed) are not pending: they
+//! never hold a chunk back.
+
+use crate::flush::Report;
+
+/// Where the chunk's site stands when the flush starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Site {
+    /// The intake URL is known; the chunk was sent.
+    #[default]
+    Ready,
+    /// Auto-detection has not found the key's site yet.
+    Pending,
+    /// Auto-detection found no site that accepts the key.
+    Failed,
+}
+
+/// A request that failed in a way a later attempt may not meet (408, 429, 5xx, network).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The HTTP status, or `None` when there was no answer.
+    pub status: Option<u16>,
+    /// What failed: `HTTP 503`, `timeout (...)`, `connection error: ...`.
+    pub reason: String,
+}
+
+/// A request the intake refused whatever it holds (401, 403, 404, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The start of the response body.
+    pub body: String,
+}
+
+/// Everything the verdict depends on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Whether the chunk could be sent at all.
+    pub site: Site,
+    /// Objects the chunk became (records neither malformed nor too large).
+    pub objects: u64,
+    /// What sending them came to.
+    pub delivery: Report,
+}
+
+impl FlushReport {
+    /// The report of a flush that could not start because the site is not `Ready`.
+    pub fn unsent(site: Site) -> FlushReport {
+        FlushReport {
+            site,
+            ..FlushReport::default()
+        }
+    }
+}
+
+/// Why a chunk is handed back for Fluent Bit's retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryReason {
+    /// Auto-detection has not found the key's site yet, even after the flush waited for it.
+    SitePending,
+    /// No Datadog site accepts the key. The sites are asked again with backoff, so a
+    /// transient refusal costs a retry rather than the chunk.
+    SiteRefused,
+    /// Some objects are still pending after a transient failure; the retry sends only those.
+    Undelivered {
+        /// Objects still pending.
+        pending: u64,
+        /// The last transient failure (`None` only if no request said why).
+        failure: Option<Failure>,
+        /// A refusal met by other requests of the same chunk, also worth a line.
+        refusal: Option<Refusal>,
+    },
+    /// The instance is shutting down and takes no more flushes.
+    Closing,
+    /// The flush thread panicked or could not be started.
+    Internal,
+}
+
+/// Why a chunk is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorReason {
+    /// The intake refuses every request (401, 403, ...) and nothing is worth retrying.
+    Refused {
+        /// The refusal.
+        refusal: Refusal,
+        /// Objects dropped with the chunk.
+        pending: u64,
+    },
+}
+
+/// What a flush comes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every object was accepted or dropped for good.
+    Ok,
+    /// The chunk is handed back for a later retry.
+    Retry(RetryReason),
+    /// The chunk is dropped.
+    Error(ErrorReason),
+}
+
+impl Verdict {
+    /// `OK`, `RETRY` or `ERROR`, as in the debug line of a flush.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Ok => "OK",
+            Verdict::Retry(_) => "RETRY",
+            Verdict::Error(_) => "ERROR",
+        }
+    }
+
+    /// The refusal behind this verdict, if one was met (ERROR, or RETRY beside a refusal).
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Verdict::Error(ErrorReason::Refused { refusal, .. })
+            | Verdict::Retry(RetryReason::Undelivered {
+                refusal: Some(refusal),
+                ..
+            }) => Some(refusal),
+            _ => None,
+        }
+    }
+}
+
+/// Decides the verdict of a flush from its report (see the module's table).
+pub fn verdict(report: &FlushReport) -> Verdict {
+    match report.site {
+        Site::Pending => return Verdict::Retry(RetryReason::SitePending),
+        Site::Failed => return Verdict::Retry(RetryReason::SiteRefused),
+        Site::Ready => {}
+    }
+    let d = &report.delivery;
+    if report.objects == 0 || d.pending == 0 {
+        return Verdict::Ok;
+    }
+    match (&d.refused, &d.transient) {
+        (Some(refusal), None) => Verdict::Error(ErrorReason::Refused {
+            refusal: refusal.clone(),
+            pending: d.pending,
+        }),
+        (refusal, failure) => Verdict::Retry(RetryReason::Undelivered {
+            pending: d.pending,
+            failure: failure.clone(),
+            refusal: refusal.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Failure {
+        Failure {
+            status: Some(503),
+            reason: "HTTP 503".into(),
+        }
+    }
+
+    fn refusal() -> Refusal {
+        Refusal {
+            status: 403,
+            body: "Forbidden".into(),
+        }
+    }
+
+    fn sent(objects: u64, pending: u64, t: Option<Failure>, r: Option<Refusal>) -> FlushReport {
+        FlushReport {
+            site: Site::Ready,
+            objects,
+            delivery: Report {
+                pending,
+                transient: t,
+                refused: r,
+            },
+        }
+    }
+
+    #[test]
+    fn verdict_table() {
+        use ErrorReason as E;
+        use RetryReason as R;
+        let undelivered = |pending, failure, refusal| {
+            Verdict::Retry(R::Undelivered {
+                pending,
+                failure,
+                refusal,
+            })
+        };
+        let table: Vec<(&str, FlushReport, Verdict)> = vec![
+            (
+                "site pending",
+                FlushReport::unsent(Site::Pending),
+                Verdict::Retry(R::SitePending),
+            ),
+            (
+                "site failed",
+                FlushReport::unsent(Site::Failed),
+                Verdict::Retry(R::SiteRefused),
+            ),
+            (
+                "site pending wins over a report",
+                FlushReport {
+                    site: Site::Pending,
+                    ..sent(5, 5, Some(failure()), None)
+                },
+                Verdict::Retry(R::SitePending),
+            ),
+            ("empty chunk", sent(0, 0, None, None), Verdict::Ok),
+            ("all accepted", sent(10, 0, None, None), Verdict::Ok),
+            (
+                "accepted after a transient failure (resumed)",
+                sent(10, 0, Some(failure()), None),
+                Verdict::Ok,
+            ),
+            (
+                "nothing pending beside a refusal",
+                sent(10, 0, None, Some(refusal())),
+                Verdict::Ok,
+            ),
+            (
+                "some pending after a transient failure",
+                sent(10, 4, Some(failure()), None),
+                undelivered(4, Some(failure()), None),
+            ),
+            (
+                "all pending after a transient failure",
+                sent(10, 10, Some(failure()), None),
+                undelivered(10, Some(failure()), None),
+            ),
+            (
+                "refused alone: dropped",
+                sent(10, 10, None, Some(refusal())),
+                Verdict::Error(E::Refused {
+                    refusal: refusal(),
+                    pending: 10,
+                }),
+            ),
+            (
+                "refused and transient: retried, the refusal kept for its line",
+                sent(10, 6, Some(failure()), Some(refusal())),
+                undelivered(6, Some(failure()), Some(refusal())),
+            ),
+            (
+                "pending with no reason (a sender thread lost): retried",
+                sent(10, 3, None, None),
+                undelivered(3, None, None),
+            ),
+        ];
+        for (name, report, want) in table {
+            assert_eq!(verdict(&report), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn labels_and_refusal() {
+        assert_eq!(Verdict::Ok.label(), "OK");
+        assert_eq!(Verdict::Retry(RetryReason::Closing).label(), "RETRY");
+        assert_eq!(
+            Verdict::Error(ErrorReason::Refused {
+                refusal: refusal(),
+                pending: 1
+            })
+            .label(),
+            "ERROR"
+        );
+        let v = verdict(&sent(2, 2, None, Some(refusal())));
+        assert_eq!(v.refusal(), Some(&refusal()));
+        let v = verdict(&sent(2, 2, Some(failure()), Some(refusal())));
+        assert_eq!(v.refusal(), Some(&refusal()));
+        assert_eq!(verdict(&sent(2, 2, Some(failure()), None)).refusal(), None);
+    }
+}

@@ -7,6 +7,7 @@ use test_support as common;
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host, run_host_env};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 const NAME: &str = "datadog_logs.0";
 
@@ -43,6 +44,46 @@ fn total(calls: &[Value], metric: &str, labels: &[&str]) -> f64 {
         .filter(|c| c["labels"] == json!(labels))
         .map(|c| c["value"].as_f64().unwrap())
         .sum()
+}
+
+/// Requests counted in `requests_total`, by its `status` label (the 0s created at Init are
+/// not requests).
+fn requests_by_status(calls: &[Value]) -> BTreeMap<String, f64> {
+    let mut by = BTreeMap::new();
+    for c in calls.iter().filter(|c| {
+        c["call"] == "cmt_counter_add"
+            && c["metric"] == "counter:fluentbit_datadog_logs_requests_total"
+    }) {
+        assert_eq!(c["labels"][0], NAME, "{c}");
+        *by.entry(c["labels"][1].as_str().unwrap().to_string())
+            .or_default() += c["value"].as_f64().unwrap();
+    }
+    by.retain(|_, n| *n > 0.0);
+    by
+}
+
+/// Observations of the request duration histogram.
+fn durations(calls: &[Value]) -> Vec<f64> {
+    calls
+        .iter()
+        .filter(|c| {
+            c["call"] == "cmt_histogram_observe"
+                && c["metric"] == "histogram:fluentbit_datadog_logs_request_duration_seconds"
+        })
+        .map(|c| {
+            assert_eq!(c["labels"], json!([NAME]), "{c}");
+            c["value"].as_f64().unwrap()
+        })
+        .collect()
+}
+
+/// The exit summary line written through the host's logger.
+fn exit_line(run: &Run) -> String {
+    host_log(run)
+        .into_iter()
+        .find(|(_, m)| m.contains("] exit: "))
+        .unwrap_or_else(|| panic!("no exit summary through the host: {}", run.stderr))
+        .1
 }
 
 /// A counter of the exit summary line.
@@ -155,39 +196,88 @@ fn one_poisoned_log_in_2000_shows_in_the_counters_as_in_the_summary() {
     }));
     assert_eq!(run.final_codes(0), [1], "{}", run.stderr);
     let calls = metrics(&run);
-    let lines = host_log(&run);
-    let exit = &lines
-        .iter()
-        .find(|(_, m)| m.contains("] exit: "))
-        .expect("exit summary through the host")
-        .1;
-    let sent = total(
-        &calls,
-        "counter:fluentbit_datadog_logs_sent_logs_total",
-        &[NAME],
-    );
-    let dropped = |r| {
+    let exit = exit_line(&run);
+    let counter = |metric: &str, labels: &[&str]| {
         total(
             &calls,
-            "counter:fluentbit_datadog_logs_dropped_logs_total",
-            &[NAME, r],
+            &format!("counter:fluentbit_datadog_logs_{metric}"),
+            labels,
         )
     };
+    let sent = counter("sent_logs_total", &[NAME]);
+    let dropped = |r| counter("dropped_logs_total", &[NAME, r]);
     assert_eq!(sent, 1999.0);
     assert_eq!(dropped("http_400"), 1.0);
-    assert_eq!(sent, summary(exit, "objects_sent"));
-    assert_eq!(dropped("http_400"), summary(exit, "dropped_400"));
-    assert_eq!(dropped("http_413"), summary(exit, "dropped_413"));
-    assert_eq!(dropped("too_large"), summary(exit, "dropped_too_large"));
-    assert_eq!(dropped("malformed"), summary(exit, "dropped_malformed"));
-    assert_eq!(dropped("rejected"), summary(exit, "dropped_rejected"));
+    assert_eq!(sent, summary(&exit, "objects_sent"));
+    assert_eq!(dropped("http_400"), summary(&exit, "dropped_400"));
+    assert_eq!(dropped("http_413"), summary(&exit, "dropped_413"));
+    assert_eq!(dropped("too_large"), summary(&exit, "dropped_too_large"));
+    assert_eq!(dropped("malformed"), summary(&exit, "dropped_malformed"));
+    assert_eq!(dropped("rejected"), summary(&exit, "dropped_rejected"));
+    assert_eq!(
+        counter("truncated_logs_total", &[NAME]),
+        summary(&exit, "truncated")
+    );
+
+    // Requests by status: exactly what the intake saw (202s, and the 400s of the split).
+    let seen: BTreeMap<String, f64> = mock.received()["statuses"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(s, n)| (s.clone(), n.as_f64().unwrap()))
+        .collect();
+    let by_status = requests_by_status(&calls);
+    assert!(
+        seen.contains_key("202") && seen.contains_key("400"),
+        "{seen:?}"
+    );
+    assert_eq!(by_status, seen);
+    let requests: f64 = by_status.values().sum();
+    assert_eq!(requests, summary(&exit, "requests"));
+    assert_eq!(requests, mock.log().len() as f64);
+    // One duration observed per request.
+    let observed = durations(&calls);
+    assert_eq!(observed.len() as f64, requests);
+    assert!(
+        observed.iter().all(|d| *d >= 0.0 && *d < 60.0),
+        "{observed:?}"
+    );
+    // Bytes, before and after compression, as the summary counts them.
+    let json_bytes = counter("uncompressed_bytes_total", &[NAME]);
+    let wire_bytes = counter("compressed_bytes_total", &[NAME]);
+    assert!(json_bytes > wire_bytes && wire_bytes > 0.0, "{exit}");
+    assert_eq!(json_bytes, summary(&exit, "bytes_json"));
+    assert_eq!(wire_bytes, summary(&exit, "bytes_wire"));
+}
+
+#[test]
+fn a_request_without_an_answer_counts_under_status_error() {
+    // Nothing listens there: every request fails at connect.
+    let closed = format!("http://{}", MockIntake::reserve_addr());
+    let run = run_host(&json!({
+        "host": "2.0",
+        "instances": [{"options": opts(&closed, &[])}],
+        "flushes": [{"instance": 0, "generate": {"records": 10, "per_chunk": 10}}],
+    }));
+    assert_eq!(run.final_codes(0), [2], "RETRY: {}", run.stderr);
+    let calls = metrics(&run);
+    let exit = exit_line(&run);
+    let by_status = requests_by_status(&calls);
+    let requests = summary(&exit, "requests");
+    assert!(requests >= 1.0, "{exit}");
+    assert_eq!(
+        by_status,
+        BTreeMap::from([("error".to_string(), requests)]),
+        "{exit}"
+    );
+    assert_eq!(durations(&calls).len() as f64, requests);
     assert_eq!(
         total(
             &calls,
-            "counter:fluentbit_datadog_logs_truncated_logs_total",
+            "counter:fluentbit_datadog_logs_sent_logs_total",
             &[NAME]
         ),
-        summary(exit, "truncated")
+        0.0
     );
 }
 

@@ -88,17 +88,7 @@ fn exit_line(run: &Run) -> String {
 
 /// A counter of the exit summary line.
 fn summary(line: &str, name: &str) -> f64 {
-    let key = format!(" {name}=");
-    let at = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} not in {line}"))
-        + key.len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::summary_value(line, name) as f64
 }
 
 #[test]

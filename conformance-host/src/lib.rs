@@ -134,22 +134,24 @@ pub struct Ctx(pub usize);
 /// binary. `deps/` comes first: cargo refreshes it on every build of the crate (including
 /// `cargo test`), while the copy in `target/<profile>/` is only refreshed by `cargo build`.
 pub fn library_path() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("FLB_DATADOG_SO") {
+    built_library("FLB_DATADOG_SO", "libfluent_bit_datadog.so")
+}
+
+/// `$var` if set, else `file` where cargo built it beside the running binary (`deps/` first).
+fn built_library(var: &str, file: &str) -> std::path::PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
     for dir in exe.ancestors().skip(1).take(3) {
-        for p in [
-            dir.join("deps/libfluent_bit_datadog.so"),
-            dir.join("libfluent_bit_datadog.so"),
-        ] {
+        for p in [dir.join("deps").join(file), dir.join(file)] {
             if p.exists() {
                 return p;
             }
         }
     }
     panic!(
-        "libfluent_bit_datadog.so not found near {}: run `cargo build` first or set FLB_DATADOG_SO",
+        "{file} not found near {}: run `cargo build` first or set {var}",
         exe.display()
     );
 }
@@ -333,24 +335,7 @@ impl Host {
 /// Finds the stand-in library: `$FLB_STAND_IN_SO`, else the one cargo built beside the
 /// running binary (as [`library_path`]).
 pub fn stand_in_path() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("FLB_STAND_IN_SO") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    for dir in exe.ancestors().skip(1).take(3) {
-        for p in [
-            dir.join("deps/libflb_stand_in.so"),
-            dir.join("libflb_stand_in.so"),
-        ] {
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "libflb_stand_in.so not found near {}: run `cargo build` first or set FLB_STAND_IN_SO",
-        exe.display()
-    );
+    built_library("FLB_STAND_IN_SO", "libflb_stand_in.so")
 }
 
 /// The stand-in's handle, loaded once per process into the global scope.

@@ -156,85 +156,63 @@ pub unsafe extern "C" fn flb_log_print(
     }));
 }
 
-/// `cmt_counter_create(cmt, ns, subsystem, name, help, label_count, label_keys)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cmt_counter_create(
-    cmt: *mut c_void,
-    ns: *mut c_char,
-    subsystem: *mut c_char,
-    name: *mut c_char,
-    help: *mut c_char,
-    label_count: c_int,
-    label_keys: *mut *mut c_char,
-) -> *mut c_void {
-    // SAFETY: forwarded C arguments.
-    unsafe {
-        create(
-            "counter",
-            cmt,
-            ns,
-            subsystem,
-            name,
-            help,
-            Value::Null,
-            label_count,
-            label_keys,
-        )
-    }
+/// Defines `$fn(cmt, ns, subsystem, name, help, label_count, label_keys)`, the create
+/// function of a metric kind without buckets, recording the call.
+macro_rules! create_fn {
+    ($fn:ident, $kind:literal) => {
+        #[doc = concat!("`", stringify!($fn), "(cmt, ns, subsystem, name, help, label_count, label_keys)`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $fn(
+            cmt: *mut c_void,
+            ns: *mut c_char,
+            subsystem: *mut c_char,
+            name: *mut c_char,
+            help: *mut c_char,
+            label_count: c_int,
+            label_keys: *mut *mut c_char,
+        ) -> *mut c_void {
+            // SAFETY: forwarded C arguments.
+            unsafe {
+                create(
+                    $kind,
+                    cmt,
+                    ns,
+                    subsystem,
+                    name,
+                    help,
+                    Value::Null,
+                    label_count,
+                    label_keys,
+                )
+            }
+        }
+    };
 }
 
-/// `cmt_counter_add(counter, timestamp, val, labels_count, label_vals)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cmt_counter_add(
-    counter: *mut c_void,
-    ts: u64,
-    val: f64,
-    n: c_int,
-    labels: *mut *mut c_char,
-) -> c_int {
-    // SAFETY: forwarded C arguments.
-    unsafe { update("cmt_counter_add", counter, ts, val, n, labels) }
+/// Defines `$fn(metric, timestamp, val, labels_count, label_vals)`, an update function
+/// (add, set, observe), recording the call.
+macro_rules! update_fn {
+    ($fn:ident) => {
+        #[doc = concat!("`", stringify!($fn), "(metric, timestamp, val, labels_count, label_vals)`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $fn(
+            metric: *mut c_void,
+            ts: u64,
+            val: f64,
+            n: c_int,
+            labels: *mut *mut c_char,
+        ) -> c_int {
+            // SAFETY: forwarded C arguments.
+            unsafe { update(stringify!($fn), metric, ts, val, n, labels) }
+        }
+    };
 }
 
-/// `cmt_gauge_create(cmt, ns, subsystem, name, help, label_count, label_keys)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cmt_gauge_create(
-    cmt: *mut c_void,
-    ns: *mut c_char,
-    subsystem: *mut c_char,
-    name: *mut c_char,
-    help: *mut c_char,
-    label_count: c_int,
-    label_keys: *mut *mut c_char,
-) -> *mut c_void {
-    // SAFETY: forwarded C arguments.
-    unsafe {
-        create(
-            "gauge",
-            cmt,
-            ns,
-            subsystem,
-            name,
-            help,
-            Value::Null,
-            label_count,
-            label_keys,
-        )
-    }
-}
-
-/// `cmt_gauge_set(gauge, timestamp, val, labels_count, label_vals)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cmt_gauge_set(
-    gauge: *mut c_void,
-    ts: u64,
-    val: f64,
-    n: c_int,
-    labels: *mut *mut c_char,
-) -> c_int {
-    // SAFETY: forwarded C arguments.
-    unsafe { update("cmt_gauge_set", gauge, ts, val, n, labels) }
-}
+create_fn!(cmt_counter_create, "counter");
+update_fn!(cmt_counter_add);
+create_fn!(cmt_gauge_create, "gauge");
+update_fn!(cmt_gauge_set);
+update_fn!(cmt_histogram_observe);
 
 /// `cmt_histogram_buckets_create_size(double *bkts, size_t count)`: the bounds are copied.
 #[unsafe(no_mangle)]
@@ -285,19 +263,6 @@ pub unsafe extern "C" fn cmt_histogram_create(
             label_keys,
         )
     }
-}
-
-/// `cmt_histogram_observe(histogram, timestamp, val, labels_count, label_vals)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn cmt_histogram_observe(
-    h: *mut c_void,
-    ts: u64,
-    val: f64,
-    n: c_int,
-    labels: *mut *mut c_char,
-) -> c_int {
-    // SAFETY: forwarded C arguments.
-    unsafe { update("cmt_histogram_observe", h, ts, val, n, labels) }
 }
 
 /// Every call recorded so far, as a JSON array in a C string freed with

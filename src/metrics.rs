@@ -184,7 +184,6 @@ impl Metrics {
         if n == 0 {
             return;
         }
-        let reason = DROP_REASONS.iter().find(|(_, d)| *d == c).map(|(r, _)| *r);
         self.with(|h, name, ts| {
             let metric = match c {
                 Counter::ObjectsSent => &h.sent,
@@ -192,13 +191,12 @@ impl Metrics {
                 Counter::RetriedLogs => &h.retried,
                 Counter::BytesJson => &h.uncompressed,
                 Counter::BytesWire => &h.compressed,
-                _ => match reason {
-                    Some(reason) => {
+                _ => {
+                    if let Some((reason, _)) = DROP_REASONS.iter().find(|(_, d)| *d == c) {
                         h.dropped.update(ts, n as f64, &[name, reason]);
-                        return;
                     }
-                    None => return,
-                },
+                    return;
+                }
             };
             metric.update(ts, n as f64, &[name]);
         });

@@ -3,13 +3,15 @@
 //!
 //! An [`Event`] goes to [`Events::emit`] (instance-wide) or [`FlushEvents::emit`] (during a
 //! flush, which also counts it in the flush's own [`Counters`] for the flush's debug line).
-//! [`Events`] is the only writer of the counters: the exit summary reads them, and a metrics
-//! sink (the plugin's own `fluentbit_datadog_logs_*` metrics) is to be fed from
-//! `Events::record`, the one spot every event passes through.
+//! [`Events`] is the only writer of the counters: the exit summary reads them, and the
+//! plugin's own `fluentbit_datadog_logs_*` metrics ([`Metrics`], Fluent Bit >= 2.0) are fed
+//! in `Events::record`, the one spot every event passes through, with the very amounts added
+//! to the instance's counters (once per event, however many counters it is counted in).
 //!
 //! Adding a counter is one [`Counter`] variant (and its name) and the event that bumps it.
 
 use crate::log::{self, Key, Level, RateLimiter};
+use crate::metrics::Metrics;
 use crate::verdict::{Failure, Refusal, RetryReason, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -235,6 +237,12 @@ pub enum Event<'a> {
         /// Round-trip duration.
         duration: Duration,
     },
+    /// The site a flush sends to (configured, or found by auto-detection); no line, no
+    /// counter: `site_info` shows it.
+    SiteInUse {
+        /// The site (or the host of an explicit `endpoint`).
+        site: &'a str,
+    },
     /// Objects the intake accepted.
     ObjectsAccepted {
         /// How many.
@@ -313,6 +321,8 @@ pub struct Events {
     name: std::sync::Arc<str>,
     limiter: RateLimiter,
     counters: Counters,
+    /// The host's metrics, fed beside `counters` (disabled until [`Events::set_metrics`]).
+    metrics: Metrics,
 }
 
 /// How often the same failure may be logged.
@@ -325,7 +335,18 @@ impl Events {
             name,
             limiter: RateLimiter::new(interval),
             counters: Counters::default(),
+            metrics: Metrics::disabled(),
         }
+    }
+
+    /// Feeds `metrics` from now on (the host's, given at Init).
+    pub fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = metrics;
+    }
+
+    /// The host's metrics this instance feeds.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The instance's counters.
@@ -347,10 +368,11 @@ impl Events {
     }
 
     /// The one place every event passes through: counts it (in the instance's counters and
-    /// `flush`'s) and writes its line. A metrics sink is to be fed from here.
+    /// `flush`'s) and writes its line. The metrics get the instance's amounts, once.
     fn record(&self, flush: Option<&Counters>, event: Event) {
         let add = |c: Counter, n: u64| {
             self.counters.add(c, n);
+            self.metrics.count(c, n);
             if let Some(f) = flush {
                 f.add(c, n);
             }
@@ -408,10 +430,12 @@ impl Events {
                     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
                 );
                 self.counters.add_status(status);
+                self.metrics.request(status, duration);
                 if let Some(f) = flush {
                     f.add_status(status);
                 }
             }
+            Event::SiteInUse { site } => self.metrics.site(site),
             Event::ObjectsAccepted { n } => add(Counter::ObjectsSent, n),
             Event::ObjectDropped { status, bytes } => {
                 let (counter, why) = if status == 413 {
@@ -661,6 +685,13 @@ mod tests {
                     ("bytes_wire", 40),
                     ("request_micros", 3000),
                 ],
+                None,
+            ),
+            (
+                Event::SiteInUse {
+                    site: "datadoghq.eu",
+                },
+                vec![],
                 None,
             ),
             (

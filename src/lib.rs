@@ -21,8 +21,9 @@
 //!
 //! [`options`] and [`site`] turn `[OUTPUT]` options into a validated configuration;
 //! [`detect`] finds the key's Datadog site when none is given; [`log`] writes Fluent Bit-style
-//! lines with the API key redacted; [`events`] is where each thing that happens writes its line
-//! and counts itself.
+//! lines with the API key redacted (through the host's logger on Fluent Bit >= 2.0); [`events`]
+//! is where each thing that happens writes its line and counts itself, and feeds [`metrics`],
+//! the host's metrics (Fluent Bit >= 2.0).
 
 #![warn(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod flush;
 pub mod json;
 pub mod log;
 pub mod map;
+pub mod metrics;
 pub mod options;
 pub mod send;
 pub mod site;

@@ -8,10 +8,15 @@
 //! The threshold comes from the environment variable `FLUENT_BIT_DATADOG_LOG_LEVEL`
 //! (`error`, `warn`, `info` (default), `debug`, `trace`): Fluent Bit's `log_level` is consumed
 //! by its core and never reaches a proxy plugin.
+//!
+//! On Fluent Bit >= 2.0 an instance's lines go through the host's logger instead (see
+//! [`route`]): its `Log_Level` decides through `output_log_check` (unless the environment
+//! variable is set, which then decides), and `log_print` writes the line, so it follows
+//! `Log_File` and has the host's own timestamp. The line is redacted on both paths.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Severity of a log line, ordered from most to least severe (Fluent Bit's numbering).
@@ -56,19 +61,62 @@ impl Level {
 /// The environment variable that sets the plugin's log threshold.
 pub const LEVEL_ENV: &str = "FLUENT_BIT_DATADOG_LOG_LEVEL";
 
-fn threshold() -> Level {
-    static LEVEL: OnceLock<Level> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        std::env::var(LEVEL_ENV)
-            .ok()
-            .and_then(|v| Level::parse(&v))
-            .unwrap_or(Level::Info)
-    })
+/// The level set by the environment variable, if it is set to a level name.
+fn env_threshold() -> Option<Level> {
+    static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
+    *LEVEL.get_or_init(|| std::env::var(LEVEL_ENV).ok().and_then(|v| Level::parse(&v)))
 }
 
-/// True when lines of `level` are written; lets callers skip formatting work.
+fn threshold() -> Level {
+    env_threshold().unwrap_or(Level::Info)
+}
+
+/// The host's logger for one output instance (Fluent Bit >= 2.0's `output_log_check` and
+/// `log_print`), implemented where the host is called.
+pub trait HostLogger: Send + Sync {
+    /// True when the instance's `Log_Level` admits `level`.
+    fn enabled(&self, level: Level) -> bool;
+    /// Writes `line` (already prefixed and redacted) at `level`.
+    fn print(&self, level: Level, line: &str);
+}
+
+type Routes = RwLock<Vec<(String, Arc<dyn HostLogger>)>>;
+
+fn routes() -> &'static Routes {
+    static ROUTES: OnceLock<Routes> = OnceLock::new();
+    ROUTES.get_or_init(|| RwLock::new(Vec::new()))
+}
+
+/// From now on, writes the lines of `instance` through the host's `logger`.
+pub fn route(instance: &str, logger: Arc<dyn HostLogger>) {
+    let mut list = routes().write().unwrap_or_else(|e| e.into_inner());
+    list.retain(|(n, _)| n != instance);
+    list.push((instance.to_string(), logger));
+}
+
+/// Writes the lines of `instance` to stderr again (its host logger is going away).
+pub fn unroute(instance: &str) {
+    let mut list = routes().write().unwrap_or_else(|e| e.into_inner());
+    list.retain(|(n, _)| n != instance);
+}
+
+fn route_of(instance: &str) -> Option<Arc<dyn HostLogger>> {
+    let list = routes().read().unwrap_or_else(|e| e.into_inner());
+    list.iter()
+        .find(|(n, _)| n == instance)
+        .map(|(_, l)| l.clone())
+}
+
+/// True when lines of `level` may be written (for some instance); lets callers skip
+/// formatting work.
 pub fn enabled(level: Level) -> bool {
     level <= threshold()
+        || (env_threshold().is_none()
+            && routes()
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|(_, l)| l.enabled(level)))
 }
 
 fn secrets() -> &'static RwLock<Vec<String>> {
@@ -129,7 +177,18 @@ fn replace_tokens(text: &str, token: &str) -> String {
 
 /// Writes one line for the plugin instance `instance` (e.g. `datadog_logs.0`) at `level`.
 pub fn write(level: Level, instance: &str, message: &str) {
-    if !enabled(level) {
+    if let Some(host) = route_of(instance) {
+        let admitted = match env_threshold() {
+            Some(t) => level <= t,
+            None => host.enabled(level),
+        };
+        if admitted {
+            let line = format!("[output:datadog_logs:{instance}] {message}");
+            host.print(level, &redact(&line));
+        }
+        return;
+    }
+    if level > threshold() {
         return;
     }
     // Only the message is redacted: the timestamp and prefix hold no secret, and a short key

@@ -17,6 +17,7 @@ use crate::events::{ERROR_INTERVAL, Event, Events, FlushEvents, KeyElsewhere};
 use crate::flush::{self, Memory};
 use crate::log::{self, Level, RateLimiter};
 use crate::map::{Mapper, Scratch};
+use crate::metrics::Metrics;
 use crate::options::Config;
 use crate::send::{self, Client};
 use crate::verdict::{self, ErrorReason, FlushReport, RetryReason, Site, Verdict};
@@ -116,6 +117,21 @@ impl Instance {
         Ok(inst)
     }
 
+    /// Gives the instance the host's metrics, showing the site at once when it is known.
+    /// Its events feed them ([`crate::events`] is the only place that counts).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Instance {
+        self.events.set_metrics(metrics);
+        if let Target::Ready { site, .. } = self.resolver.target() {
+            self.events.emit(Event::SiteInUse { site: &site });
+        }
+        self
+    }
+
+    /// The host's metrics of this instance.
+    pub fn metrics(&self) -> &Metrics {
+        self.events.metrics()
+    }
+
     /// The instance's name in log lines (`datadog_logs.0`).
     pub fn name(&self) -> &str {
         &self.name
@@ -192,6 +208,7 @@ impl Instance {
                 Err(site) => return verdict::verdict(&FlushReport::unsent(site)),
             },
         };
+        self.events.emit(Event::SiteInUse { site: &site });
 
         let mut bufs = self
             .buffers

@@ -39,17 +39,7 @@ fn flush_generated(
 
 fn counter(run: &Run, name: &str) -> u64 {
     let line = run.lines_with("] exit: ").pop().expect("exit summary line");
-    let key = format!("{name}=");
-    let at = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} not in {line}"))
-        + key.len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::summary_value(line, name)
 }
 
 #[test]

@@ -8,6 +8,12 @@
 //!   1.9.10 layout, holding only `output_get_property`.
 //! * Flushes run on threads whose stack is 24 KiB, the size of Fluent Bit's coroutine stacks.
 //! * Exit can be per instance, 1.9-style (the last context for every instance) or global.
+//! * [`Host::load_v2`] plays a Fluent Bit >= 2.0 host instead: it first `dlopen`s the
+//!   stand-in library (`flb-stand-in`) with `RTLD_GLOBAL`, so the plugin's
+//!   `dlsym(RTLD_DEFAULT, ...)` finds `flb_output_log_check`, `flb_log_print`,
+//!   `flb_output_get_cmt_instance` and the cmetrics functions, and hands Init the 72-byte api
+//!   table of 2.0+ whose members point at those functions, as Fluent Bit's `flb_api_create`
+//!   does. [`stand_in_calls`] returns every call the plugin made to them.
 //!
 //! Shared by the `conformance_host` binary, the in-process ABI tests and the benches.
 
@@ -128,22 +134,24 @@ pub struct Ctx(pub usize);
 /// binary. `deps/` comes first: cargo refreshes it on every build of the crate (including
 /// `cargo test`), while the copy in `target/<profile>/` is only refreshed by `cargo build`.
 pub fn library_path() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("FLB_DATADOG_SO") {
+    built_library("FLB_DATADOG_SO", "libfluent_bit_datadog.so")
+}
+
+/// `$var` if set, else `file` where cargo built it beside the running binary (`deps/` first).
+fn built_library(var: &str, file: &str) -> std::path::PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
     for dir in exe.ancestors().skip(1).take(3) {
-        for p in [
-            dir.join("deps/libfluent_bit_datadog.so"),
-            dir.join("libfluent_bit_datadog.so"),
-        ] {
+        for p in [dir.join("deps").join(file), dir.join(file)] {
             if p.exists() {
                 return p;
             }
         }
     }
     panic!(
-        "libfluent_bit_datadog.so not found near {}: run `cargo build` first or set FLB_DATADOG_SO",
+        "{file} not found near {}: run `cargo build` first or set {var}",
         exe.display()
     );
 }
@@ -157,8 +165,30 @@ unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> T {
 }
 
 impl Host {
-    /// `dlopen`s the plugin (RTLD_LAZY, local scope, as Fluent Bit) and looks up its symbols.
+    /// `dlopen`s the plugin (RTLD_LAZY, local scope, as Fluent Bit) and looks up its symbols;
+    /// the api table is Fluent Bit 1.9.10's (8 bytes).
     pub fn load() -> Host {
+        Host::load_with(false)
+    }
+
+    /// As [`Host::load`], playing a Fluent Bit >= 2.0 host: the stand-in's functions are
+    /// loaded into the global scope first, and the api table has the 2.0+ layout. Once done
+    /// in a process, the stand-in's symbols stay visible to every later load in it.
+    pub fn load_v2() -> Host {
+        Host::load_with(true)
+    }
+
+    fn load_with(v2: bool) -> Host {
+        let api = if v2 {
+            api_table_v2()
+        } else {
+            // SAFETY: a malloc'd 8-byte table holding only output_get_property.
+            unsafe {
+                let api = libc::malloc(8) as *mut GetPropertyFn;
+                api.write(get_property);
+                api as *mut c_void
+            }
+        };
         let path = library_path();
         let c = CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: plain dlopen of a shared object.
@@ -166,13 +196,10 @@ impl Host {
         assert!(!handle.is_null(), "dlopen {} failed", path.display());
         // SAFETY: the symbols have the signatures of Fluent Bit's proxy interface.
         unsafe {
-            // The 1.9.10 api table: 8 bytes, malloc'd, holding only output_get_property.
-            let api = libc::malloc(8) as *mut GetPropertyFn;
-            api.write(get_property);
             let plugin = libc::malloc(std::mem::size_of::<GoPlugin>()) as *mut GoPlugin;
             std::ptr::write_bytes(plugin as *mut u8, 0x5a, std::mem::size_of::<GoPlugin>());
             (*plugin).name = c"datadog_logs".as_ptr() as *mut c_char;
-            (*plugin).api = api as *mut c_void;
+            (*plugin).api = api;
             Host {
                 handle,
                 register: sym(handle, "FLBPluginRegister"),
@@ -180,7 +207,7 @@ impl Host {
                 flush_ctx: sym(handle, "FLBPluginFlushCtx"),
                 exit_ctx: sym(handle, "FLBPluginExitCtx"),
                 exit: sym(handle, "FLBPluginExit"),
-                api: api as *mut c_void,
+                api,
                 plugin,
                 instances: Vec::new(),
             }
@@ -302,6 +329,71 @@ impl Host {
     pub fn exit_all(&self) -> i32 {
         // SAFETY: no arguments.
         unsafe { (self.exit)() }
+    }
+}
+
+/// Finds the stand-in library: `$FLB_STAND_IN_SO`, else the one cargo built beside the
+/// running binary (as [`library_path`]).
+pub fn stand_in_path() -> std::path::PathBuf {
+    built_library("FLB_STAND_IN_SO", "libflb_stand_in.so")
+}
+
+/// The stand-in's handle, loaded once per process into the global scope.
+fn stand_in() -> *mut c_void {
+    static HANDLE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *HANDLE.get_or_init(|| {
+        let path = stand_in_path();
+        let c = CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: plain dlopen of a shared object, into the global scope.
+        let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        assert!(!h.is_null(), "dlopen {} failed", path.display());
+        h as usize
+    }) as *mut c_void
+}
+
+/// The 2.0+ `struct flb_api` (72 bytes as of 4.0.3): the members Fluent Bit sets, pointing at
+/// the stand-in's functions; the input and custom members are NULL (never read by an output).
+fn api_table_v2() -> *mut c_void {
+    let h = stand_in();
+    // SAFETY: a malloc'd table of nine pointers, filled before the plugin sees it.
+    unsafe {
+        let api = libc::malloc(72) as *mut *mut c_void;
+        std::ptr::write_bytes(api as *mut u8, 0, 72);
+        let f = |name: &str| -> *mut c_void { sym::<*mut c_void>(h, name) };
+        api.write(get_property as GetPropertyFn as *mut c_void);
+        api.add(2).write(f("flb_output_get_cmt_instance"));
+        api.add(4).write(f("flb_log_print"));
+        api.add(6).write(f("flb_output_log_check"));
+        api as *mut c_void
+    }
+}
+
+/// Every call the plugin made to the stand-in so far (in this process), as JSON objects:
+/// `{"call": "cmt_counter_add", "metric": "counter:fluentbit_datadog_logs_sent_logs_total",
+/// "value": 1999.0, "labels": ["datadog_logs.0"], ...}`. Empty when the stand-in is not loaded.
+pub fn stand_in_calls() -> Vec<serde_json::Value> {
+    let c = CString::new("flb_stand_in_calls").unwrap();
+    // SAFETY: RTLD_DEFAULT lookup; the functions have the stand-in's signatures.
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr());
+        if f.is_null() {
+            return Vec::new();
+        }
+        let calls: unsafe extern "C" fn() -> *mut c_char = std::mem::transmute(f);
+        let free: unsafe extern "C" fn(*mut c_char) = sym(stand_in(), "flb_stand_in_free");
+        let p = calls();
+        let text = CStr::from_ptr(p).to_string_lossy().into_owned();
+        free(p);
+        serde_json::from_str(&text).unwrap_or_default()
+    }
+}
+
+/// Sets the `Log_Level` the stand-in's `flb_output_log_check` applies (1 error .. 5 trace).
+pub fn stand_in_set_log_level(level: i32) {
+    // SAFETY: the stand-in's setter takes an int.
+    unsafe {
+        let f: unsafe extern "C" fn(c_int) = sym(stand_in(), "flb_stand_in_set_log_level");
+        f(level)
     }
 }
 

@@ -20,6 +20,11 @@
 //! chunks (`rss_kb` in the report: `[chunks done, KiB]` pairs).
 //! `exit` is `ctx` (ExitCtx per instance), `same_ctx` (Fluent Bit 1.9: the last instance's
 //! context for every instance), `global` (FLBPluginExit) or `none`.
+//!
+//! `"host": "2.0"` plays a Fluent Bit >= 2.0 host (2.0+ api table, the stand-in cmetrics and
+//! logger; `"log_level": 1..5` is the instance's `Log_Level`, default 3 = info); the report
+//! then has `metrics` (every cmetrics call, in order) and `host_log` (every `flb_log_print`
+//! call). Without it the host is Fluent Bit 1.9.10's: 8-byte api table, no such functions.
 
 use conformance_host as host;
 use host::{Ctx, FIRELENS_TAG, Host, Props};
@@ -53,7 +58,11 @@ fn main() {
 
 fn run(s: &Value) -> Value {
     let wall = Instant::now();
-    let mut host = Host::load();
+    let v2 = s["host"].as_str() == Some("2.0");
+    let mut host = if v2 { Host::load_v2() } else { Host::load() };
+    if v2 {
+        host::stand_in_set_log_level(s["log_level"].as_i64().unwrap_or(3) as i32);
+    }
     let reg = host.register();
     let mut init_codes = Vec::new();
     let mut ctxs = Vec::new();
@@ -104,7 +113,12 @@ fn run(s: &Value) -> Value {
         }
     }
     let exit_s = exit_started.elapsed().as_secs_f64();
+    let (host_log, metrics): (Vec<Value>, Vec<Value>) = host::stand_in_calls()
+        .into_iter()
+        .partition(|c| c["call"] == "flb_log_print");
     json!({
+        "metrics": metrics,
+        "host_log": host_log,
         "register": {
             "type": reg.kind, "proxy": reg.proxy, "flags": reg.flags, "name": reg.name,
             "description": reg.description, "code": reg.code, "canary_intact": reg.canary_intact,

@@ -111,3 +111,18 @@ pub fn messages(objects: &[Value]) -> Vec<String> {
         .map(|o| o["message"].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// The value of counter `name` in an exit summary line (`... exit: records_in=5 ...`).
+pub fn summary_value(line: &str, name: &str) -> u64 {
+    let key = format!(" {name}=");
+    let at = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} not in {line}"))
+        + key.len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

@@ -27,6 +27,7 @@
 mod bindings;
 
 pub mod batch;
+pub mod compress;
 pub mod decode;
 pub mod detect;
 pub mod ffi;

@@ -36,8 +36,14 @@ pub const KEYS: &[&str] = &[
     "site_probe",
 ];
 
-/// Default of `compression_level`, chosen from `cargo bench` (see README, "Performance").
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
+/// Default of `compress`, chosen from `cargo bench` and `scripts/bench.sh` (see README,
+/// "Performance"): zstd at [`DEFAULT_ZSTD_LEVEL`].
+pub const DEFAULT_COMPRESSION: Compression = Compression::Zstd(DEFAULT_ZSTD_LEVEL);
+/// Default `compression_level` for `compress zstd` (1-19), chosen from `cargo bench`.
+pub const DEFAULT_ZSTD_LEVEL: u32 = 1;
+/// Default `compression_level` for `compress gzip` (1-9), chosen from `cargo bench`; also
+/// the level of the gzip fallback when the intake refuses zstd.
+pub const DEFAULT_GZIP_LEVEL: u32 = 3;
 /// Default of `max_concurrency`: requests of one flush in flight at once. Measured with
 /// scripts/bench.sh (7-request chunks, 50 ms intake): 1 -> 0.39 s a chunk, 4 -> 0.13 s,
 /// 8 -> 0.08 s (about one round trip) at the same CPU; a 2 MB chunk rarely needs more.
@@ -59,6 +65,8 @@ pub enum Destination {
 /// Body compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// `Content-Encoding: zstd` at the given level (1-19); gzip once the intake refuses it.
+    Zstd(u32),
     /// `Content-Encoding: gzip` at the given level (1-9).
     Gzip(u32),
     /// Plain JSON.
@@ -277,22 +285,34 @@ impl Config {
             Some(v) if parse_bool(&v) == Some(false) => None,
             Some(v) => Some(v.trim().to_string()),
         };
-        let level = match get("compression_level") {
-            None => DEFAULT_COMPRESSION_LEVEL,
+        let compression = match get("compress") {
+            None => DEFAULT_COMPRESSION,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "zstd" => Compression::Zstd(DEFAULT_ZSTD_LEVEL),
+                "gzip" => Compression::Gzip(DEFAULT_GZIP_LEVEL),
+                "none" | "off" | "false" => Compression::None,
+                _ => return Err(bad("compress", &v, "zstd, gzip or none")),
+            },
+        };
+        // The level is read per codec (and ignored with `compress none`).
+        let level = |max: u32, accepted: &str| match get("compression_level") {
+            None => Ok(None),
             Some(v) => v
                 .trim()
                 .parse::<u32>()
                 .ok()
-                .filter(|n| (1..=9).contains(n))
-                .ok_or_else(|| bad("compression_level", &v, "an integer from 1 to 9"))?,
+                .filter(|n| (1..=max).contains(n))
+                .map(Some)
+                .ok_or_else(|| bad("compression_level", &v, accepted)),
         };
-        let compression = match get("compress") {
-            None => Compression::Gzip(level),
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "gzip" => Compression::Gzip(level),
-                "none" | "off" | "false" => Compression::None,
-                _ => return Err(bad("compress", &v, "gzip or none")),
-            },
+        let compression = match compression {
+            Compression::Zstd(d) => {
+                Compression::Zstd(level(19, "an integer from 1 to 19 (zstd)")?.unwrap_or(d))
+            }
+            Compression::Gzip(d) => {
+                Compression::Gzip(level(9, "an integer from 1 to 9 (gzip)")?.unwrap_or(d))
+            }
+            Compression::None => Compression::None,
         };
         let timeout = match get("timeout") {
             None => DEFAULT_TIMEOUT,
@@ -475,7 +495,7 @@ mod tests {
         assert_eq!(c.date_key.as_deref(), Some("timestamp"));
         assert_eq!(c.tag_key, None);
         assert!(!c.ecs);
-        assert_eq!(c.compression, Compression::Gzip(DEFAULT_COMPRESSION_LEVEL));
+        assert_eq!(c.compression, Compression::Zstd(DEFAULT_ZSTD_LEVEL));
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert!(c.connect_timeout() < c.timeout);
         assert_eq!(c.max_concurrency, DEFAULT_MAX_CONCURRENCY);
@@ -563,10 +583,10 @@ mod tests {
             ("endpoint", "127.0.0.1:8080", "http://"),
             ("provider", "eks", "ecs"),
             ("include_tag_key", "maybe", "true"),
-            ("compress", "zstd", "gzip or none"),
-            ("compression_level", "0", "1 to 9"),
-            ("compression_level", "10", "1 to 9"),
-            ("compression_level", "fast", "1 to 9"),
+            ("compress", "lz4", "zstd, gzip or none"),
+            ("compression_level", "0", "1 to 19 (zstd)"),
+            ("compression_level", "20", "1 to 19 (zstd)"),
+            ("compression_level", "fast", "1 to 19 (zstd)"),
             ("timeout", "soon", "duration"),
             ("timeout", "-5s", "duration"),
             ("timeout", "0", "duration"),
@@ -583,6 +603,42 @@ mod tests {
             assert!(text.contains(accepted), "{text}");
             assert!(!text.contains(KEY));
         }
+    }
+
+    #[test]
+    fn compression_level_is_read_per_codec() {
+        let c = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("apikey", KEY)];
+            all.extend_from_slice(pairs);
+            cfg(&all)
+        };
+        assert_eq!(
+            c(&[("compress", "gzip")]).unwrap().compression,
+            Compression::Gzip(DEFAULT_GZIP_LEVEL)
+        );
+        assert_eq!(
+            c(&[("compress", "ZSTD")]).unwrap().compression,
+            Compression::Zstd(DEFAULT_ZSTD_LEVEL)
+        );
+        assert_eq!(
+            c(&[("compression_level", "19")]).unwrap().compression,
+            Compression::Zstd(19)
+        );
+        assert_eq!(
+            c(&[("compress", "gzip"), ("compression_level", "9")])
+                .unwrap()
+                .compression,
+            Compression::Gzip(9)
+        );
+        let e = c(&[("compress", "gzip"), ("compression_level", "10")]).unwrap_err();
+        assert_eq!(e.option, "compression_level");
+        assert!(e.to_string().contains("1 to 9 (gzip)"), "{e}");
+        assert_eq!(
+            c(&[("compress", "none"), ("compression_level", "5")])
+                .unwrap()
+                .compression,
+            Compression::None
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!
 //! Endpoints:
 //! - `POST /api/v2/logs`: the intake. 202 `{}` on success; 401 (no key),
-//!   403 (wrong key), 415 (unknown `Content-Encoding`), 400 (bad body,
+//!   403 (wrong key), 415 (unknown `Content-Encoding`; `zstd` too with `--no-zstd`),
+//!   400 (bad body,
 //!   duplicate keys), 413 (> 5 000 000 bytes decompressed or > 1000 entries).
 //! - `GET /api/v1/validate`: 200 `{"valid":true}` or 403.
 //! - `POST /mock/rules` with `{"rules":[RULE,...]}`: replace the fault rules.
@@ -26,7 +27,7 @@
 //! - `GET /mock/health`: 200 `{"status":"ok"}`.
 //!
 //! A RULE has optional fields `status`, `delay_ms`, `times`, `every`, `after`,
-//! `over_bytes`, `poison`, `path` (default `/api/v2/logs`) and `body`; see
+//! `over_bytes`, `poison`, `encoding`, `path` (default `/api/v2/logs`) and `body`; see
 //! [`Rule`]. The API key is never echoed or logged.
 //!
 //! The HTTP layer is hyper (HTTP/1.1 with keep-alive) on a multi-threaded
@@ -73,12 +74,13 @@ const LOGGED_HEADERS: [&str; 4] = [
 const USAGE: &str = "\
 mock_intake: mock Datadog log intake for tests
 
-USAGE: mock_intake [--addr HOST:PORT] [--api-key KEY] [--print] [--quiet]
+USAGE: mock_intake [--addr HOST:PORT] [--api-key KEY] [--print] [--quiet] [--no-zstd]
 
   --addr HOST:PORT  address to bind (env MOCK_INTAKE_ADDR, default 127.0.0.1:8080; port 0 = any)
   --api-key KEY     the only accepted DD-API-KEY (env MOCK_INTAKE_API_KEY; default: any non-empty key)
   --print           print every accepted log object as a JSON line on stdout (env MOCK_INTAKE_PRINT=1)
   --quiet           do not log requests on stderr (env MOCK_INTAKE_QUIET=1)
+  --no-zstd         answer 415 to Content-Encoding: zstd, as an intake without zstd would (env MOCK_INTAKE_NO_ZSTD=1)
   --help            show this help
 
 Control API: POST /mock/rules {\"rules\":[...]}, POST /mock/reset, GET /mock/received";
@@ -90,6 +92,8 @@ struct Config {
     api_key: Option<String>,
     print: bool,
     quiet: bool,
+    /// Refuse `Content-Encoding: zstd` with 415.
+    no_zstd: bool,
 }
 
 fn env_flag(name: &str) -> bool {
@@ -111,6 +115,7 @@ fn parse_config(mut args: impl Iterator<Item = String>) -> Result<Option<Config>
         api_key: std::env::var("MOCK_INTAKE_API_KEY").ok(),
         print: env_flag("MOCK_INTAKE_PRINT"),
         quiet: env_flag("MOCK_INTAKE_QUIET"),
+        no_zstd: env_flag("MOCK_INTAKE_NO_ZSTD"),
     };
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -128,6 +133,7 @@ fn parse_config(mut args: impl Iterator<Item = String>) -> Result<Option<Config>
             "--api-key" => config.api_key = Some(value("--api-key")?),
             "--print" => config.print = true,
             "--quiet" => config.quiet = true,
+            "--no-zstd" => config.no_zstd = true,
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown argument `{arg}`")),
         }
@@ -158,6 +164,8 @@ struct Rule {
     over_bytes: Option<usize>,
     /// Matches only when the decompressed body contains this substring.
     poison: Option<String>,
+    /// Matches only when the request's `Content-Encoding` is this (`identity` when absent).
+    encoding: Option<String>,
     path: String,
     body: String,
 }
@@ -180,7 +188,7 @@ fn parse_rule(v: &Value) -> Result<Rule, String> {
             Some(_) => Err(format!("rule field `{key}` must be a string")),
         }
     };
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "status",
         "delay_ms",
         "times",
@@ -188,6 +196,7 @@ fn parse_rule(v: &Value) -> Result<Rule, String> {
         "after",
         "over_bytes",
         "poison",
+        "encoding",
         "path",
         "body",
     ];
@@ -215,6 +224,7 @@ fn parse_rule(v: &Value) -> Result<Rule, String> {
         after: uint("after")?,
         over_bytes: uint("over_bytes")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         poison: string("poison")?,
+        encoding: string("encoding")?.map(|e| e.trim().to_ascii_lowercase()),
         path,
         body: string("body")?.unwrap_or_else(|| r#"{"errors":["injected"]}"#.into()),
     })
@@ -245,9 +255,19 @@ enum BodyView<'a> {
 }
 
 impl Rule {
-    fn matches(&self, path: &str, seq: u64, body: BodyView<'_>) -> bool {
+    fn matches(&self, path: &str, seq: u64, encoding: &str, body: BodyView<'_>) -> bool {
         if self.path != path || self.times == Some(0) {
             return false;
+        }
+        if let Some(e) = &self.encoding {
+            let sent = if encoding.is_empty() {
+                "identity"
+            } else {
+                encoding
+            };
+            if e != sent {
+                return false;
+            }
         }
         if self.every.is_some_and(|k| seq % k != 0) || self.after.is_some_and(|a| seq <= a) {
             return false;
@@ -312,11 +332,16 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, BodyErro
     Ok(buf)
 }
 
-/// Decompresses `wire` per `Content-Encoding`, never inflating past the cap.
-fn decode_body(encoding: &str, wire: &[u8]) -> Result<Vec<u8>, BodyError> {
+/// Decompresses `wire` per `Content-Encoding`, never inflating past the cap (zstd is
+/// streamed too, so a frame that claims or holds more is cut at the cap, never allocated).
+fn decode_body(encoding: &str, wire: &[u8], zstd: bool) -> Result<Vec<u8>, BodyError> {
     let reader: Box<dyn Read + '_> = match encoding {
         "" | "identity" => Box::new(wire),
         "gzip" | "x-gzip" => Box::new(MultiGzDecoder::new(wire)),
+        "zstd" if zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(wire)
+                .map_err(|e| BodyError::new(400, format!("cannot decompress zstd body: {e}")))?,
+        ),
         // HTTP "deflate" is zlib-wrapped, but raw deflate is common too.
         "deflate" => match wire {
             [a, b, ..] if a & 0x0f == 8 && (u16::from(*a) << 8 | u16::from(*b)) % 31 == 0 => {
@@ -449,12 +474,12 @@ impl Intake {
     }
 
     /// Finds the first live matching rule and uses it up once.
-    fn take_rule(&self, path: &str, seq: u64, body: BodyView<'_>) -> Option<Rule> {
+    fn take_rule(&self, path: &str, seq: u64, encoding: &str, body: BodyView<'_>) -> Option<Rule> {
         let mut state = self.lock();
         let rule = state
             .rules
             .iter_mut()
-            .find(|r| r.matches(path, seq, body))?;
+            .find(|r| r.matches(path, seq, encoding, body))?;
         if let Some(t) = rule.times.as_mut() {
             *t -= 1;
         }
@@ -524,13 +549,14 @@ impl Intake {
         let (decoded, rule) = {
             let (this, encoding) = (Arc::clone(self), encoding.clone());
             blocking(move || {
-                let decoded = wire.and_then(|w| decode_body(&encoding, &w));
+                let zstd = !this.config.no_zstd;
+                let decoded = wire.and_then(|w| decode_body(&encoding, &w, zstd));
                 let view = match &decoded {
                     Ok(b) => BodyView::Decoded(b),
                     Err(e) if e.status == 413 => BodyView::TooLarge,
                     Err(_) => BodyView::Unknown,
                 };
-                let rule = this.take_rule(LOGS_PATH, seq, view);
+                let rule = this.take_rule(LOGS_PATH, seq, &encoding, view);
                 (decoded, rule)
             })
             .await
@@ -620,7 +646,7 @@ impl Intake {
             state.validate_requests += 1;
             state.validate_requests
         };
-        let rule = self.take_rule(VALIDATE_PATH, seq, BodyView::Unknown);
+        let rule = self.take_rule(VALIDATE_PATH, seq, "", BodyView::Unknown);
         if let Some(reply) = Self::apply_rule(rule).await {
             return reply;
         }

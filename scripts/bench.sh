@@ -3,7 +3,7 @@
 # build) into the mock intake, with Workers 1 and 2 (one or two host threads flushing at once),
 # for each codec at its useful levels, on two generated workloads: repetitive (one request
 # shape with a counter, about 700 bytes of JSON each) and varied (application and access-log
-# lines whose ids, addresses and latencies do not repeat, about 580 bytes each). Prints, from
+# lines whose ids, addresses and latencies do not repeat, about 750 bytes each). Prints, from
 # the operating system's accounting (getrusage), the CPU seconds and peak RSS of the host
 # process, minus a dry run that makes the same chunks without flushing them, so the figures
 # are the plugin's own; and from the mock intake, the bytes on the wire per record and
@@ -12,9 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}
+bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet -p fluent-bit-datadog -p conformance-host -p mock-intake
 mock_out=$(mktemp)
-target/release/mock_intake --addr 127.0.0.1:0 --quiet >"$mock_out" 2>/dev/null &
+"$bin"/mock_intake --addr 127.0.0.1:0 --quiet >"$mock_out" 2>/dev/null &
 mock_pid=$!
 trap 'kill $mock_pid 2>/dev/null || true; rm -f "$mock_out"' EXIT
 for _ in $(seq 50); do grep -q listening "$mock_out" && break; sleep 0.1; done
@@ -26,13 +27,13 @@ run() { # threads dry codec level varied
          \"provider\":\"ecs\",\"dd_service\":\"bench\",\"compress\":\"$3\",\"compression_level\":\"$4\"}}],
          \"flushes\":[{\"instance\":0,\"generate\":{\"records\":$records,\"per_chunk\":2000,\"varied\":$5},
                       \"threads\":$1,\"dry_run\":$2}],\"exit\":\"ctx\"}" |
-    FLB_DATADOG_SO=target/release/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
-    target/release/conformance_host -
+    FLB_DATADOG_SO="$bin"/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
+    "$bin"/conformance_host -
 }
 
 printf '%s records, chunks of 2000, into the mock intake on loopback\n' "$records"
 for varied in false true; do
-  if [ "$varied" = true ]; then name="varied (~580 B JSON/record)"; else name="repetitive (~700 B JSON/record)"; fi
+  if [ "$varied" = true ]; then name="varied (~750 B JSON/record)"; else name="repetitive (~700 B JSON/record)"; fi
   printf '\n%s\n\n' "$name"
   printf '| codec | level | Workers | plugin CPU s | plugin µs/record | wall s | peak RSS MiB | RSS over dry run MiB | wire B/record | bytes vs gzip 6 |\n'
   printf '|---|---|---|---|---|---|---|---|---|---|\n'
@@ -73,8 +74,8 @@ for conc in 1 2 4 8; do
   out=$(echo "{\"instances\":[{\"options\":{\"apikey\":\"bench-key-0123456789abcdef\",\"endpoint\":\"$url\",
          \"max_concurrency\":\"$conc\"}}],
          \"flushes\":[{\"instance\":0,\"generate\":{\"records\":70000,\"per_chunk\":7000}}],\"exit\":\"ctx\"}" |
-    FLB_DATADOG_SO=target/release/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
-    target/release/conformance_host -)
+    FLB_DATADOG_SO="$bin"/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
+    "$bin"/conformance_host -)
   python3 -c '
 import json, sys
 r = json.loads(sys.argv[2]); f = r["flushes"][0]

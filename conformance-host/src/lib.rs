@@ -376,7 +376,7 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Builds a chunk of `n` varied FireLens records (4.x layout, about 580 bytes of JSON each):
+/// Builds a chunk of `n` varied FireLens records (4.x layout, about 750 bytes of JSON each):
 /// JSON application logs (levels, messages, routes, request and trace ids, user ids,
 /// latencies, byte counts) and nginx access-log lines (client addresses, paths, statuses,
 /// sizes, user agents), none of whose ids, addresses or latencies repeat as a counter would.

@@ -1,21 +1,28 @@
 //! `cargo bench`: figures for the flush path, printed as tables (no assertions).
 //!
-//! * decode + map + serialize (`batch::build`) on generated FireLens-shaped records (about
-//!   620 bytes of JSON each) and on the fixtures: µs per record and MB/s of JSON;
-//! * gzip alone at each level: µs per record, MB/s, compressed bytes per record;
-//! * the whole in-memory path (build + gzip at the default level) and its ratio to gzip
-//!   alone, the physical floor;
+//! * decode + map + serialize (`batch::build`) on generated FireLens-shaped records, both
+//!   repetitive (one request shape with a counter: about 710 bytes of JSON each) and varied
+//!   (application and access-log lines whose ids, addresses and latencies do not repeat: about
+//!   750 bytes), and on the fixtures: µs per record and MB/s of JSON;
+//! * each codec at each useful level (gzip 1-9, zstd 1-12) through the plugin's pooled,
+//!   reused compressor state, on each workload: µs per record, MB/s, compressed bytes per
+//!   record, and bytes relative to gzip level 6 of the same JSON. A codec chosen on the
+//!   repetitive workload alone misleads: it flatters zstd's long matches;
+//! * the whole in-memory path (build + compression) with the default codec and with gzip 3
+//!   (the previous default), and its ratio to compression alone, the physical floor;
 //! * peak heap bytes during one flush relative to the chunk's size (counting allocator).
 //!
 //! Timings are the median of several samples of at least 20 ms each; compare ratios taken
-//! in one run.
+//! in one run. `--quick` (or `BENCH_QUICK=1`): fewer samples and levels.
 
 use conformance_host as host;
 
 use fluent_bit_datadog::batch;
+use fluent_bit_datadog::compress::{Codec, Compressors};
 use fluent_bit_datadog::map::{Mapper, Scratch};
-use fluent_bit_datadog::options::{Config, DEFAULT_COMPRESSION_LEVEL};
-use fluent_bit_datadog::send;
+use fluent_bit_datadog::options::{
+    Compression, Config, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -104,15 +111,21 @@ fn main() {
     let runs = if quick { 3 } else { 9 };
     let cfg = config();
     let mapper = Mapper::new(&cfg);
-    let default_level = DEFAULT_COMPRESSION_LEVEL;
-
     let generated: Vec<Vec<u8>> = (0..10)
         .map(|i| host::firelens_chunk(2000, i * 2000, true))
+        .collect();
+    let varied: Vec<Vec<u8>> = (0..10)
+        .map(|i| host::varied_chunk(2000, i * 2000))
         .collect();
     let inputs = [
         Input {
             name: "generated FireLens (20k records, 2000/chunk)",
             chunks: generated,
+            tag: host::FIRELENS_TAG,
+        },
+        Input {
+            name: "varied FireLens (20k records, 2000/chunk)",
+            chunks: varied,
             tag: host::FIRELENS_TAG,
         },
         Input {
@@ -138,7 +151,7 @@ fn main() {
         let mut scratch = Scratch::default();
         let mut spare: Vec<Vec<u8>> = Vec::new();
         let passes: Option<u32> = v.to_str().and_then(|v| v.parse().ok());
-        // `BENCH_PROFILE_INPUT=1` or `2` profiles a fixture instead.
+        // `BENCH_PROFILE_INPUT=1` profiles the varied input, `2` or `3` a fixture.
         let input = std::env::var("BENCH_PROFILE_INPUT")
             .ok()
             .and_then(|i| i.parse::<usize>().ok())
@@ -195,86 +208,110 @@ fn main() {
         jsons.push(json);
     }
 
-    // Compression alone, on the generated input's JSON.
-    let json = &jsons[0];
-    let records = 20_000f64;
-    let json_bytes: usize = json.iter().map(Vec::len).sum();
-    println!();
-    println!(
-        "## gzip alone (generated input: {:.2} MB of JSON, 20k records)",
-        json_bytes as f64 / 1e6
-    );
-    println!("| level | µs/record | MB/s | compressed B/record | ratio | bytes vs level 6 |");
-    println!("|---|---|---|---|---|---|");
-    let mut level_time = [0f64; 10];
-    let mut level_size = [0usize; 10];
-    for level in 1..=9u32 {
-        let size: usize = json.iter().map(|j| send::gzip(j, level).len()).sum();
-        let t = median(runs, || {
-            for j in json {
-                std::hint::black_box(send::gzip(j, level));
-            }
-        });
-        level_time[level as usize] = t;
-        level_size[level as usize] = size;
-    }
-    for level in 1..=9usize {
+    // Each codec alone, on each input's JSON, through pooled state as the plugin uses it.
+    let levels: Vec<Compression> = if quick {
+        vec![
+            Compression::Gzip(1),
+            Compression::Gzip(3),
+            Compression::Gzip(6),
+            Compression::Zstd(1),
+            Compression::Zstd(3),
+        ]
+    } else {
+        (1..=9)
+            .map(Compression::Gzip)
+            .chain([1, 2, 3, 4, 5, 6, 9, 12].map(Compression::Zstd))
+            .collect()
+    };
+    let mut alone_default = Vec::new();
+    for (input, json) in inputs.iter().zip(&jsons) {
+        let records = records_of(input, &mapper) as f64;
+        let json_bytes: usize = json.iter().map(Vec::len).sum();
+        println!();
         println!(
-            "| {level}{} | {:.3} | {:.0} | {:.1} | {:.2} | {:.2} |",
-            if level as u32 == default_level {
-                " (default)"
-            } else {
-                ""
-            },
-            level_time[level] * 1e6 / records,
-            json_bytes as f64 / 1e6 / level_time[level],
-            level_size[level] as f64 / records,
-            json_bytes as f64 / level_size[level] as f64,
-            level_size[level] as f64 / level_size[6] as f64
+            "## compression alone: {} ({:.2} MB of JSON, {:.0} B/record)",
+            input.name,
+            json_bytes as f64 / 1e6,
+            json_bytes as f64 / records
         );
+        println!(
+            "| codec | level | µs/record | MB/s | compressed B/record | ratio | bytes vs gzip 6 |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        let gzip6: usize = json
+            .iter()
+            .map(|j| compressed(Compression::Gzip(6), j).len())
+            .sum();
+        for &c in &levels {
+            let size: usize = json.iter().map(|j| compressed(c, j).len()).sum();
+            let t = time_codec(runs, c, json);
+            let (codec, level) = match c {
+                Compression::Gzip(l) => ("gzip", l),
+                Compression::Zstd(l) => ("zstd", l),
+                Compression::None => ("none", 0),
+            };
+            if c == DEFAULT_COMPRESSION {
+                alone_default.push(t);
+            }
+            println!(
+                "| {codec} | {level}{} | {:.3} | {:.0} | {:.1} | {:.2} | {:.2} |",
+                if c == DEFAULT_COMPRESSION {
+                    " (default)"
+                } else {
+                    ""
+                },
+                t * 1e6 / records,
+                json_bytes as f64 / 1e6 / t,
+                size as f64 / records,
+                json_bytes as f64 / size as f64,
+                size as f64 / gzip6 as f64
+            );
+        }
     }
 
-    // Whole in-memory path at the default level.
-    println!();
-    println!("## whole path: decode + map + serialize + gzip (level {default_level})");
-    println!("| input | µs/record | gzip alone µs/record | whole / gzip alone |");
-    println!("|---|---|---|---|");
-    for (i, input) in inputs.iter().enumerate() {
-        let recs: u64 = input
-            .chunks
-            .iter()
-            .map(|c| {
-                batch::build(c, input.tag, &mapper, &mut scratch, &mut spare)
-                    .1
-                    .records
-            })
-            .sum();
-        let whole = median(runs, || {
-            for c in &input.chunks {
-                let (batches, _) = batch::build(c, input.tag, &mapper, &mut scratch, &mut spare);
-                for b in &batches {
-                    std::hint::black_box(send::gzip(&b.json, default_level));
-                }
-                batch::recycle(batches, &mut spare);
-            }
-        });
-        let alone = median(runs, || {
-            for j in &jsons[i] {
-                std::hint::black_box(send::gzip(j, default_level));
-            }
-        });
+    // Whole in-memory path with the default codec, and with gzip 3 (the default before zstd).
+    for whole_codec in [DEFAULT_COMPRESSION, Compression::Gzip(DEFAULT_GZIP_LEVEL)] {
+        println!();
         println!(
-            "| {} | {:.3} | {:.3} | {:.2} |",
-            input.name,
-            whole * 1e6 / recs as f64,
-            alone * 1e6 / recs as f64,
-            whole / alone
+            "## whole path: decode + map + serialize + compress ({whole_codec:?}{})",
+            if whole_codec == DEFAULT_COMPRESSION {
+                ", the default"
+            } else {
+                ""
+            }
         );
+        println!("| input | µs/record | compression alone µs/record | whole / compression alone |");
+        println!("|---|---|---|---|");
+        let pool = pool_for(whole_codec);
+        let codec = codec_of(whole_codec);
+        let mut out = Vec::new();
+        for (input, json) in inputs.iter().zip(&jsons) {
+            let recs = records_of(input, &mapper);
+            let whole = median(runs, || {
+                for c in &input.chunks {
+                    let (batches, _) =
+                        batch::build(c, input.tag, &mapper, &mut scratch, &mut spare);
+                    for b in &batches {
+                        pool.compress(codec, &b.json, &mut out);
+                        std::hint::black_box(&out);
+                    }
+                    batch::recycle(batches, &mut spare);
+                }
+            });
+            let alone = time_codec(runs, whole_codec, json);
+            println!(
+                "| {} | {:.3} | {:.3} | {:.2} |",
+                input.name,
+                whole * 1e6 / recs as f64,
+                alone * 1e6 / recs as f64,
+                whole / alone
+            );
+        }
     }
 
     // Peak heap of one flush of a 2000-record chunk.
     println!();
-    println!("## peak heap during one flush (build + gzip of every request)");
+    println!("## peak heap during one flush (build + {DEFAULT_COMPRESSION:?} of every request)");
     println!("| input | chunk bytes | peak heap bytes | peak / chunk |");
     println!("|---|---|---|---|");
     for input in &inputs {
@@ -290,7 +327,7 @@ fn main() {
             let (batches, _) = batch::build(chunk, input.tag, &mapper, &mut scratch, &mut spare);
             let gz: Vec<Vec<u8>> = batches
                 .iter()
-                .map(|b| send::gzip(&b.json, default_level))
+                .map(|b| compressed(DEFAULT_COMPRESSION, &b.json))
                 .collect();
             std::hint::black_box(gz);
         }
@@ -303,4 +340,56 @@ fn main() {
             peak as f64 / chunk.len() as f64
         );
     }
+}
+
+/// Records in `input`.
+fn records_of(input: &Input, mapper: &Mapper) -> u64 {
+    let mut scratch = Scratch::default();
+    let mut spare = Vec::new();
+    input
+        .chunks
+        .iter()
+        .map(|c| {
+            batch::build(c, input.tag, mapper, &mut scratch, &mut spare)
+                .1
+                .records
+        })
+        .sum()
+}
+
+fn codec_of(c: Compression) -> Codec {
+    match c {
+        Compression::Zstd(_) => Codec::Zstd,
+        _ => Codec::Gzip,
+    }
+}
+
+/// The plugin's pool of compressor state for `c`.
+fn pool_for(c: Compression) -> Compressors {
+    match c {
+        Compression::Gzip(l) => Compressors::new(l, DEFAULT_ZSTD_LEVEL),
+        Compression::Zstd(l) => Compressors::new(DEFAULT_GZIP_LEVEL, l),
+        Compression::None => Compressors::new(DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL),
+    }
+}
+
+/// `json` compressed with `c` (fresh state).
+fn compressed(c: Compression, json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    pool_for(c).compress(codec_of(c), json, &mut out);
+    out
+}
+
+/// Median seconds to compress every request of `json` with `c`, reusing pooled state as the
+/// plugin does.
+fn time_codec(runs: usize, c: Compression, json: &[Vec<u8>]) -> f64 {
+    let pool = pool_for(c);
+    let codec = codec_of(c);
+    let mut out = Vec::new();
+    median(runs, || {
+        for j in json {
+            pool.compress(codec, j, &mut out);
+            std::hint::black_box(&out);
+        }
+    })
 }

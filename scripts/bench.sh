@@ -1,50 +1,66 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: N FireLens-shaped records (generated, about 700 bytes of JSON each)
-# through the conformance host (release build) into the mock intake, with Workers 1 and 2
-# (one or two host threads flushing at once). Prints, from the operating system's
-# accounting (getrusage), the CPU seconds and peak RSS of the host process, minus a dry run
-# that makes the same chunks without flushing them, so the figures are the plugin's own.
+# End-to-end benchmark: N FireLens-shaped records through the conformance host (release
+# build) into the mock intake, with Workers 1 and 2 (one or two host threads flushing at once),
+# for each codec at its useful levels, on two generated workloads: repetitive (one request
+# shape with a counter, about 700 bytes of JSON each) and varied (application and access-log
+# lines whose ids, addresses and latencies do not repeat, about 750 bytes each). Prints, from
+# the operating system's accounting (getrusage), the CPU seconds and peak RSS of the host
+# process, minus a dry run that makes the same chunks without flushing them, so the figures
+# are the plugin's own; and from the mock intake, the bytes on the wire per record and
+# relative to gzip level 6 of the same JSON.
 #   scripts/bench.sh [records]      (default 200000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}
+bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet -p fluent-bit-datadog -p conformance-host -p mock-intake
 mock_out=$(mktemp)
-target/release/mock_intake --addr 127.0.0.1:0 --quiet >"$mock_out" 2>/dev/null &
+"$bin"/mock_intake --addr 127.0.0.1:0 --quiet >"$mock_out" 2>/dev/null &
 mock_pid=$!
 trap 'kill $mock_pid 2>/dev/null || true; rm -f "$mock_out"' EXIT
 for _ in $(seq 50); do grep -q listening "$mock_out" && break; sleep 0.1; done
 url=$(sed -n 's/^mock_intake listening on //p' "$mock_out" | head -1)
 
-run() { # threads dry level
+run() { # threads dry codec level varied
   curl -s -XPOST "$url/mock/reset" >/dev/null
   echo "{\"instances\":[{\"options\":{\"apikey\":\"bench-key-0123456789abcdef\",\"endpoint\":\"$url\",
-         \"provider\":\"ecs\",\"dd_service\":\"bench\",\"compression_level\":\"$3\"}}],
-         \"flushes\":[{\"instance\":0,\"generate\":{\"records\":$records,\"per_chunk\":2000},
+         \"provider\":\"ecs\",\"dd_service\":\"bench\",\"compress\":\"$3\",\"compression_level\":\"$4\"}}],
+         \"flushes\":[{\"instance\":0,\"generate\":{\"records\":$records,\"per_chunk\":2000,\"varied\":$5},
                       \"threads\":$1,\"dry_run\":$2}],\"exit\":\"ctx\"}" |
-    FLB_DATADOG_SO=target/release/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
-    target/release/conformance_host -
+    FLB_DATADOG_SO="$bin"/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
+    "$bin"/conformance_host -
 }
 
-printf '%s records of ~700 B JSON, gzip, chunks of 2000, into the mock intake on loopback\n\n' "$records"
-printf '| Workers | level | plugin CPU s | plugin µs/record | wall s | peak RSS MiB | RSS over dry run MiB |\n'
-printf '|---|---|---|---|---|---|---|\n'
-for level in 3 6; do
-  for threads in 1 2; do
-    dry=$(run "$threads" true "$level")
-    real=$(run "$threads" false "$level")
-    python3 - "$records" "$threads" "$level" "$dry" "$real" <<'PY'
+printf '%s records, chunks of 2000, into the mock intake on loopback\n' "$records"
+for varied in false true; do
+  if [ "$varied" = true ]; then name="varied (~750 B JSON/record)"; else name="repetitive (~700 B JSON/record)"; fi
+  printf '\n%s\n\n' "$name"
+  printf '| codec | level | Workers | plugin CPU s | plugin µs/record | wall s | peak RSS MiB | RSS over dry run MiB | wire B/record | bytes vs gzip 6 |\n'
+  printf '|---|---|---|---|---|---|---|---|---|---|\n'
+  gzip6=""
+  # gzip 6 first: the reference for the last column.
+  for codec_level in gzip:6 gzip:3 gzip:1 zstd:1 zstd:2 zstd:3 zstd:6; do
+    codec=${codec_level%:*} level=${codec_level#*:}
+    for threads in 1 2; do
+      dry=$(run "$threads" true "$codec" "$level" "$varied")
+      real=$(run "$threads" false "$codec" "$level" "$varied")
+      wire=$(curl -s "$url/mock/received" | python3 -c 'import json,sys; print(sum(e["bytes_wire"] for e in json.load(sys.stdin)["log"]))')
+      [ -z "$gzip6" ] && gzip6=$wire
+      python3 - "$records" "$threads" "$codec" "$level" "$dry" "$real" "$wire" "$gzip6" <<'PY'
 import json, sys
-records, threads, level = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-dry, real = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+records, threads, codec, level = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+dry, real = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+wire, gzip6 = int(sys.argv[7]), int(sys.argv[8])
 cpu = lambda r: r["rusage"]["user_s"] + r["rusage"]["sys_s"]
 codes = [c[-1] for c in real["flushes"][0]["codes"]]
 assert all(c == 1 for c in codes), codes
 plugin = cpu(real) - cpu(dry)
 rss, rss_dry = real["rusage"]["max_rss_kb"] / 1024, dry["rusage"]["max_rss_kb"] / 1024
-print(f"| {threads} | {level} | {plugin:.2f} | {plugin * 1e6 / records:.2f} | "
-      f"{real['flushes'][0]['seconds']:.2f} | {rss:.1f} | {rss - rss_dry:.1f} |")
+print(f"| {codec} | {level} | {threads} | {plugin:.2f} | {plugin * 1e6 / records:.2f} | "
+      f"{real['flushes'][0]['seconds']:.2f} | {rss:.1f} | {rss - rss_dry:.1f} | "
+      f"{wire / records:.1f} | {wire / gzip6:.2f} |")
 PY
+    done
   done
 done
 
@@ -58,8 +74,8 @@ for conc in 1 2 4 8; do
   out=$(echo "{\"instances\":[{\"options\":{\"apikey\":\"bench-key-0123456789abcdef\",\"endpoint\":\"$url\",
          \"max_concurrency\":\"$conc\"}}],
          \"flushes\":[{\"instance\":0,\"generate\":{\"records\":70000,\"per_chunk\":7000}}],\"exit\":\"ctx\"}" |
-    FLB_DATADOG_SO=target/release/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
-    target/release/conformance_host -)
+    FLB_DATADOG_SO="$bin"/libfluent_bit_datadog.so FLUENT_BIT_DATADOG_LOG_LEVEL=error \
+    "$bin"/conformance_host -)
   python3 -c '
 import json, sys
 r = json.loads(sys.argv[2]); f = r["flushes"][0]

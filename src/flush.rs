@@ -199,6 +199,14 @@ impl<'a> Sender<'a> {
             &sub
         };
         let posted = self.client.post_logs(self.url, json);
+        if let Some(first) = &posted.refused_encoding {
+            self.events.emit(Event::RequestDone {
+                status: first.status,
+                json_bytes: json.len() as u64,
+                wire_bytes: first.wire_bytes as u64,
+                duration: first.duration,
+            });
+        }
         self.events.emit(Event::RequestDone {
             status: posted.status,
             json_bytes: json.len() as u64,

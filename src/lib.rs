@@ -31,6 +31,7 @@
 mod bindings;
 
 pub mod batch;
+pub mod compress;
 pub mod decode;
 pub mod detect;
 pub mod events;

@@ -21,8 +21,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Default of `compression_level`, chosen from `cargo bench` (see README, "Performance").
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
+/// Default of `compress`, chosen from `cargo bench` and `scripts/bench.sh` (see README,
+/// "Performance"): zstd at [`DEFAULT_ZSTD_LEVEL`].
+pub const DEFAULT_COMPRESSION: Compression = Compression::Zstd(DEFAULT_ZSTD_LEVEL);
+/// Default `compression_level` for `compress zstd` (1-19), chosen from `cargo bench`.
+pub const DEFAULT_ZSTD_LEVEL: u32 = 1;
+/// Default `compression_level` for `compress gzip` (1-9), chosen from `cargo bench`; also
+/// the level of the gzip fallback when the intake refuses zstd.
+pub const DEFAULT_GZIP_LEVEL: u32 = 3;
 /// Default of `max_concurrency`: requests of one flush in flight at once. Measured with
 /// scripts/bench.sh (7-request chunks, 50 ms intake): 1 -> 0.39 s a chunk, 4 -> 0.13 s,
 /// 8 -> 0.08 s (about one round trip) at the same CPU; a 2 MB chunk rarely needs more.
@@ -274,7 +280,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "compress",
         aliases: &[],
-        default: "`gzip`",
+        default: "`zstd`",
         accepted: "zstd, gzip or none",
         shown: Shown::Value,
         test_only: false,
@@ -292,7 +298,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "compression_level",
         aliases: &[],
-        default: "`3`",
+        default: "`1` for zstd, `3` for gzip",
         accepted: "1-9 for gzip, 1-19 for zstd",
         shown: Shown::Value,
         test_only: false,
@@ -527,7 +533,7 @@ pub enum Destination {
 /// Body compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
-    /// `Content-Encoding: zstd` at the given level (1-19).
+    /// `Content-Encoding: zstd` at the given level (1-19); gzip once the intake refuses it.
     Zstd(u32),
     /// `Content-Encoding: gzip` at the given level (1-9).
     Gzip(u32),
@@ -695,17 +701,21 @@ impl Config {
             }
             (None, None, None) => Destination::AutoDetect,
         };
-        let level = d.level.as_ref().map_or(DEFAULT_COMPRESSION_LEVEL, |l| l.0);
-        let compression = match d.codec.unwrap_or(Codec::Gzip) {
-            Codec::Zstd => Compression::Zstd(level),
-            Codec::Gzip => match &d.level {
+        let level = d.level.as_ref().map(|l| l.0);
+        let compression = match d.codec {
+            None => match level {
+                None => DEFAULT_COMPRESSION,
+                Some(level) => Compression::Zstd(level),
+            },
+            Some(Codec::Zstd) => Compression::Zstd(level.unwrap_or(DEFAULT_ZSTD_LEVEL)),
+            Some(Codec::Gzip) => match &d.level {
                 Some((n, text)) if *n > 9 => {
                     let spec = spec("compression_level");
                     return Err(spec.error(spec.name, text, Reject::default()));
                 }
-                _ => Compression::Gzip(level),
+                _ => Compression::Gzip(level.unwrap_or(DEFAULT_GZIP_LEVEL)),
             },
-            Codec::None => Compression::None,
+            Some(Codec::None) => Compression::None,
         };
         let (tls_ca_file, tls_ca_certs) = d.tls_ca.unzip();
         Ok(Config {
@@ -887,7 +897,7 @@ mod tests {
         assert_eq!(c.date_key.as_deref(), Some("timestamp"));
         assert_eq!(c.tag_key, None);
         assert!(!c.ecs);
-        assert_eq!(c.compression, Compression::Gzip(DEFAULT_COMPRESSION_LEVEL));
+        assert_eq!(c.compression, Compression::Zstd(DEFAULT_ZSTD_LEVEL));
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert!(c.connect_timeout() < c.timeout);
         assert_eq!(c.max_concurrency, DEFAULT_MAX_CONCURRENCY);
@@ -983,7 +993,7 @@ mod tests {
             ("include_tag_key", "maybe", "true"),
             ("compress", "lz4", "zstd, gzip or none"),
             ("compression_level", "0", "1-9 for gzip, 1-19 for zstd"),
-            ("compression_level", "10", "1-9 for gzip, 1-19 for zstd"),
+            ("compression_level", "20", "1-9 for gzip, 1-19 for zstd"),
             ("compression_level", "fast", "1-9 for gzip, 1-19 for zstd"),
             ("timeout", "soon", "duration"),
             ("timeout", "-5s", "duration"),
@@ -1002,6 +1012,42 @@ mod tests {
             assert!(text.contains(accepted), "{text}");
             assert!(!text.contains(KEY));
         }
+    }
+
+    #[test]
+    fn compression_level_is_read_per_codec() {
+        let c = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("apikey", KEY)];
+            all.extend_from_slice(pairs);
+            cfg(&all)
+        };
+        assert_eq!(
+            c(&[("compress", "gzip")]).unwrap().compression,
+            Compression::Gzip(DEFAULT_GZIP_LEVEL)
+        );
+        assert_eq!(
+            c(&[("compress", "ZSTD")]).unwrap().compression,
+            Compression::Zstd(DEFAULT_ZSTD_LEVEL)
+        );
+        assert_eq!(
+            c(&[("compression_level", "19")]).unwrap().compression,
+            Compression::Zstd(19)
+        );
+        assert_eq!(
+            c(&[("compress", "gzip"), ("compression_level", "9")])
+                .unwrap()
+                .compression,
+            Compression::Gzip(9)
+        );
+        let e = c(&[("compress", "gzip"), ("compression_level", "10")]).unwrap_err();
+        assert_eq!(e.option, "compression_level");
+        assert!(e.to_string().contains("1-9 for gzip, 1-19 for zstd"), "{e}");
+        assert_eq!(
+            c(&[("compress", "none"), ("compression_level", "5")])
+                .unwrap()
+                .compression,
+            Compression::None
+        );
     }
 
     #[test]
@@ -1143,7 +1189,7 @@ mod tests {
         };
         assert_eq!(
             c(&[("compress", "zstd")]).unwrap().compression,
-            Compression::Zstd(DEFAULT_COMPRESSION_LEVEL)
+            Compression::Zstd(DEFAULT_ZSTD_LEVEL)
         );
         assert_eq!(
             c(&[("compress", "ZSTD"), ("compression_level", "19")])
@@ -1153,10 +1199,10 @@ mod tests {
         );
         assert_eq!(
             c(&[("compression_level", "9")]).unwrap().compression,
-            Compression::Gzip(9)
+            Compression::Zstd(9)
         );
         for pairs in [
-            &[("compression_level", "12")][..],
+            &[("compression_level", "20")][..],
             &[("compress", "gzip"), ("compression_level", "10")],
             &[("compress", "zstd"), ("compression_level", "20")],
         ] {

@@ -1,4 +1,4 @@
-//! The HTTP client, compression, and what each intake response means.
+//! The HTTP client, the choice of body encoding, and what each intake response means.
 //!
 //! One ureq agent per instance keeps connections alive across flushes. TLS is rustls, set up by
 //! [`crate::tls`]: the system's CA bundle, plus `tls_ca_file` when given (whose own
@@ -6,11 +6,17 @@
 //!
 //! What an answer means is decided once, by [`classify`] (its table), and the decisions that
 //! follow from it live beside the type: [`Outcome::is_retriable`], [`Outcome::splits_payload`].
+//!
+//! With `compress zstd`, a 415 for a zstd body, or a 400 for one whose same batch gzipped is
+//! accepted, switches the instance to gzip for good (one warning) and the batch is sent again
+//! gzipped: a refusal of the encoding never reaches the 400 bisection.
 
-use crate::options::{Compression, Config};
+use crate::compress::{Codec, Compressors};
+use crate::log::{self, Level};
+use crate::options::{Compression, Config, DEFAULT_GZIP_LEVEL};
 use crate::tls::TlsConnector;
-use flate2::{Compress, Crc, FlushCompress, Status};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
@@ -70,6 +76,36 @@ pub struct Posted {
     pub wire_bytes: usize,
     /// From sending the request to the end of the response (compression excluded).
     pub duration: Duration,
+    /// The zstd request of the same batch that the intake refused for its encoding, when this
+    /// answer is the gzipped attempt that followed it.
+    pub refused_encoding: Option<Attempt>,
+}
+
+/// A request whose answer was superseded by a second attempt at the same batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The HTTP status of its answer, or `None` when there was none.
+    pub status: Option<u16>,
+    /// Bytes of its body on the wire.
+    pub wire_bytes: usize,
+    /// From sending it to the end of its response.
+    pub duration: Duration,
+}
+
+impl Posted {
+    /// A second attempt at the same batch (the zstd fallback sends it again gzipped): its
+    /// answer decides, and this one is kept as [`Posted::refused_encoding`] so that every
+    /// request is still counted.
+    fn then(self, again: Posted) -> Posted {
+        Posted {
+            refused_encoding: Some(Attempt {
+                status: self.status,
+                wire_bytes: self.wire_bytes,
+                duration: self.duration,
+            }),
+            ..again
+        }
+    }
 }
 
 /// The answer of a key-validation probe.
@@ -88,51 +124,21 @@ pub const SPARE_OUTPUTS: usize = 8;
 /// An output buffer larger than this is not kept for the next request.
 const KEEP_OUTPUT: usize = 512 * 1024;
 
-/// The instance's deflate streams (about 380 KB of state each), made on demand up to one per
-/// core and then kept for the client's life: a request holds one only while it compresses,
-/// not while it waits for the intake.
-///
-/// Keeping them, and the output buffers, is what holds resident memory flat. A stream made and
-/// dropped per request leaves its blocks in the malloc arena of the short-lived sender thread
-/// that made it, and glibc does not trim an arena below twice the largest block it has
-/// unmapped (a few MB once the host has freed a chunk), so with `Workers 2` a dozen arenas
-/// each kept about 1 MB.
-#[derive(Default)]
-struct Deflaters {
-    idle: Vec<Compress>,
-    made: usize,
-}
-
 /// The instance's HTTP client.
 pub struct Client {
     agent: ureq::Agent,
     api_key: String,
     compression: Compression,
-    deflaters: Mutex<Deflaters>,
-    deflater_idle: Condvar,
-    max_deflaters: usize,
+    compressors: Compressors,
+    /// Set once the intake refused zstd: every later request is gzipped.
+    zstd_refused: AtomicBool,
+    /// Set once the intake accepted a zstd body: a later 400 for one is about its logs, not
+    /// its encoding, and goes straight to the bisection.
+    zstd_accepted: AtomicBool,
+    /// The instance's name for log lines (`datadog_logs.0`), once known.
+    log_name: OnceLock<Arc<str>>,
     spare_outputs: Mutex<Vec<Vec<u8>>>,
     max_spare_outputs: usize,
-}
-
-/// A deflate stream lent to one request; returned to the client when dropped.
-struct Lease<'a> {
-    client: &'a Client,
-    z: Option<Compress>,
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if let Some(z) = self.z.take() {
-            let mut d = self
-                .client
-                .deflaters
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            d.idle.push(z);
-        }
-        self.client.deflater_idle.notify_one();
-    }
 }
 
 impl std::fmt::Debug for Client {
@@ -180,9 +186,14 @@ impl Client {
                 agent,
                 api_key: cfg.api_key.expose().to_string(),
                 compression: cfg.compression,
-                deflaters: Mutex::new(Deflaters::default()),
-                deflater_idle: Condvar::new(),
-                max_deflaters: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                compressors: match cfg.compression {
+                    Compression::Gzip(level) => Compressors::new(level, 1),
+                    Compression::Zstd(level) => Compressors::new(DEFAULT_GZIP_LEVEL, level),
+                    Compression::None => Compressors::new(DEFAULT_GZIP_LEVEL, 1),
+                },
+                zstd_refused: AtomicBool::new(false),
+                zstd_accepted: AtomicBool::new(false),
+                log_name: OnceLock::new(),
                 spare_outputs: Mutex::new(Vec::new()),
                 max_spare_outputs: cfg.max_concurrency.clamp(1, SPARE_OUTPUTS),
             },
@@ -190,8 +201,80 @@ impl Client {
         ))
     }
 
-    /// POSTs one JSON array to `url`.
+    /// Names the instance in the client's own log lines (the zstd fallback warning).
+    pub fn set_log_name(&self, name: Arc<str>) {
+        let _ = self.log_name.set(name);
+    }
+
+    /// The encoding of the next request: the configured one, but gzip once zstd was refused.
+    fn codec(&self) -> Option<Codec> {
+        match self.compression {
+            Compression::None => None,
+            Compression::Gzip(_) => Some(Codec::Gzip),
+            Compression::Zstd(_) if self.zstd_refused.load(Ordering::Relaxed) => Some(Codec::Gzip),
+            Compression::Zstd(_) => Some(Codec::Zstd),
+        }
+    }
+
+    /// POSTs one JSON array to `url`. Returns the outcome and the bytes put on the wire.
+    ///
+    /// A zstd body refused for its encoding (415; or 400 when the same batch gzipped is
+    /// accepted) switches the instance to gzip and is sent again gzipped; the bytes of both
+    /// attempts are counted. Until the intake has accepted one zstd body, a 400 for a zstd
+    /// body is tried once more gzipped; after that, a 400 is about the logs.
     pub fn post_logs(&self, url: &str, json: &[u8]) -> Posted {
+        let codec = self.codec();
+        let first = self.post_encoded(url, json, codec);
+        if codec != Some(Codec::Zstd) {
+            return first;
+        }
+        match &first.outcome {
+            Outcome::Accepted => {
+                self.zstd_accepted.store(true, Ordering::Relaxed);
+                first
+            }
+            Outcome::Refused { status: 415, body } => {
+                self.refuse_zstd(415, body);
+                first.then(self.post_encoded(url, json, Some(Codec::Gzip)))
+            }
+            Outcome::PayloadRefused { status: 400, body }
+                if !self.zstd_accepted.load(Ordering::Relaxed) =>
+            {
+                // The intake may not say why; the same batch gzipped tells the encoding apart
+                // from the logs. If that is refused too, its 400 goes to the bisection.
+                let body = body.clone();
+                let again = first.then(self.post_encoded(url, json, Some(Codec::Gzip)));
+                if again.outcome == Outcome::Accepted {
+                    self.refuse_zstd(400, &body);
+                }
+                again
+            }
+            _ => first,
+        }
+    }
+
+    /// Switches the instance to gzip; the first call logs one warning.
+    fn refuse_zstd(&self, status: u16, body: &str) {
+        if self.zstd_refused.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let name = self.log_name.get().map_or("datadog_logs", |n| n);
+        let answer = if body.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status} {body}")
+        };
+        log::write(
+            Level::Warn,
+            name,
+            &format!(
+                "zstd was refused ({answer}): switching to gzip (level {DEFAULT_GZIP_LEVEL}) for this instance"
+            ),
+        );
+    }
+
+    /// POSTs `json` encoded with `codec` (`None`: plain JSON).
+    fn post_encoded(&self, url: &str, json: &[u8], codec: Option<Codec>) -> Posted {
         let req = self
             .agent
             .post(url)
@@ -200,18 +283,17 @@ impl Client {
             .header("DD-EVP-ORIGIN", "fluent-bit-datadog")
             .header("DD-EVP-ORIGIN-VERSION", VERSION);
         let mut out = None;
-        let (req, body): (_, &[u8]) = match self.compression {
-            Compression::Gzip(level) => {
+        let (req, body): (_, &[u8]) = match codec {
+            Some(mut codec) => {
                 let out = out.insert(self.take_output());
-                let mut lease = self.lease(level);
-                if let Some(z) = lease.z.as_mut() {
-                    gzip_into(z, level, json, out);
+                if !self.compressors.compress(codec, json, out) && codec == Codec::Zstd {
+                    // No zstd context could be made (out of memory): gzip this one.
+                    codec = Codec::Gzip;
+                    self.compressors.compress(codec, json, out);
                 }
-                drop(lease);
-                (req.header("Content-Encoding", "gzip"), &out[..])
+                (req.header("Content-Encoding", codec.encoding()), &out[..])
             }
-            // Until the zstd encoder lands, zstd is sent uncompressed.
-            Compression::Zstd(_) | Compression::None => (req, json),
+            None => (req, json),
         };
         let wire_bytes = body.len();
         let started = Instant::now();
@@ -238,31 +320,7 @@ impl Client {
             status,
             wire_bytes,
             duration,
-        }
-    }
-
-    /// Lends an idle deflate stream, makes one while fewer than one per core exist, or waits
-    /// for one to be returned.
-    fn lease(&self, level: u32) -> Lease<'_> {
-        let mut d = self.deflaters.lock().unwrap_or_else(|e| e.into_inner());
-        let z = loop {
-            if let Some(z) = d.idle.pop() {
-                break z;
-            }
-            if d.made < self.max_deflaters {
-                // Counted once made, so a failure to make one cannot use up a slot.
-                let z = Compress::new(flate2::Compression::new(level), false);
-                d.made += 1;
-                break z;
-            }
-            d = self
-                .deflater_idle
-                .wait(d)
-                .unwrap_or_else(|e| e.into_inner());
-        };
-        Lease {
-            client: self,
-            z: Some(z),
+            refused_encoding: None,
         }
     }
 
@@ -382,48 +440,6 @@ fn transport_reason(e: &ureq::Error) -> String {
     }
 }
 
-/// Gzips `json` at `level` (1-9).
-pub fn gzip(json: &[u8], level: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut z = Compress::new(flate2::Compression::new(level), false);
-    gzip_into(&mut z, level, json, &mut out);
-    out
-}
-
-/// Gzips `json` into `out` (cleared) with `z`, a raw deflate stream made at `level`, which is
-/// reset first: the gzip header, the deflate stream, then CRC-32 and length.
-fn gzip_into(z: &mut Compress, level: u32, json: &[u8], out: &mut Vec<u8>) {
-    z.reset();
-    out.clear();
-    out.reserve(json.len() / 4 + 64);
-    // No name, no time; XFL as flate2's GzEncoder sets it; OS unknown.
-    let xfl = match level {
-        9.. => 2,
-        0 | 1 => 4,
-        _ => 0,
-    };
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]);
-    let mut input = json;
-    loop {
-        let before = z.total_in();
-        let status = z.compress_vec(input, out, FlushCompress::Finish);
-        input = &input[(z.total_in() - before) as usize..];
-        match status {
-            Ok(Status::StreamEnd) => break,
-            Ok(_) => out.reserve(out.capacity() / 2 + 4096),
-            // Only a corrupt stream state fails; send nothing rather than half a stream.
-            Err(_) => {
-                out.clear();
-                return;
-            }
-        }
-    }
-    let mut crc = Crc::new();
-    crc.update(json);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-}
-
 /// The host part of a URL, for log lines.
 pub fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -433,7 +449,6 @@ pub fn host_of(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn statuses_are_classified() {
@@ -457,33 +472,6 @@ mod tests {
             let o = classify(s, String::new());
             assert!(matches!(o, Outcome::Refused { .. }), "{s}");
             assert!(!o.is_retriable() && !o.splits_payload(), "{s}");
-        }
-    }
-
-    #[test]
-    fn gzip_round_trips() {
-        let json = br#"[{"message":"hello"}]"#.repeat(100);
-        let z = gzip(&json, 3);
-        assert!(z.len() < json.len());
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&z[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, json);
-    }
-
-    #[test]
-    fn reused_compressor_round_trips() {
-        let mut z = Compress::new(flate2::Compression::new(6), false);
-        let mut out = Vec::new();
-        for n in [1, 5000, 0, 300] {
-            let json = br#"[{"message":"hello"}]"#.repeat(n);
-            gzip_into(&mut z, 6, &json, &mut out);
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&out[..])
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, json);
         }
     }
 

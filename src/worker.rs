@@ -78,6 +78,7 @@ impl Instance {
         log::add_secret(config.api_key.expose());
         let (client, roots) = Client::new(&config)?;
         let client = Arc::new(client);
+        client.set_log_name(Arc::from(name));
         let resolver = Arc::new(Resolver::new(&config));
         let name: Arc<str> = Arc::from(name);
         let inst = Instance {

@@ -73,7 +73,7 @@ fn two_instances_on_one_plugin_struct_keep_their_settings() {
         "instance b renames `source`"
     );
     assert_eq!(b.received()["log"][0]["encoding"], "identity");
-    assert_eq!(a.received()["log"][0]["encoding"], "gzip");
+    assert_eq!(a.received()["log"][0]["encoding"], "zstd");
     assert_eq!(host.exit_ctx(ta), 1);
     assert_eq!(host.exit_ctx(tb), 1);
     // Exit is idempotent, and a flush after exit asks for a retry rather than dropping.

@@ -135,7 +135,7 @@ fn fluent_bit_1_9_10_forward_chunk() {
     let recv = mock.received();
     assert_eq!(recv["requests"], 3, "2008 objects = 1000 + 1000 + 8");
     for entry in recv["log"].as_array().unwrap() {
-        assert_eq!(entry["encoding"], "gzip");
+        assert_eq!(entry["encoding"], "zstd");
         assert!(entry["objects"].as_u64().unwrap() <= 1000);
         assert!(entry["bytes_json"].as_u64().unwrap() <= 5_000_000);
         let ua = entry["headers"]["user-agent"].as_str().unwrap();

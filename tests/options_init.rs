@@ -33,7 +33,7 @@ fn cases() -> Vec<(Value, &'static str, &'static str)> {
         ),
         (with("compress", "lz4"), "compress", "zstd, gzip or none"),
         (
-            with("compression_level", "11"),
+            with("compression_level", "20"),
             "compression_level",
             "1-9 for gzip",
         ),

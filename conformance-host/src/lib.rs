@@ -408,8 +408,8 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// The tag Fluent Bit passed with the forward fixtures.
 pub const FIRELENS_TAG: &str = "main-container-firelens-cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e";
 
-/// Builds a chunk of `n` FireLens-shaped records (about 620 bytes of JSON each), in the
-/// 4.x layout (`[[EventTime, {}], body]`) or the 1.9 one (`[EventTime, body]`).
+/// Builds a chunk of `n` FireLens-shaped records (about 620 bytes of JSON each, much alike:
+/// one request shape with a counter in it), in the 4.x layout (`[[EventTime, {}], body]`) or the 1.9 one (`[EventTime, body]`).
 pub fn firelens_chunk(n: usize, start: usize, v2: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(n * 520);
     for i in start..start + n {
@@ -449,6 +449,133 @@ pub fn firelens_chunk(n: usize, start: usize, v2: bool) -> Vec<u8> {
             ),
             ("ecs_task_definition", "checkout-service:42"),
             ("source", if i % 10 == 0 { "stderr" } else { "stdout" }),
+            ("log", &log),
+        ];
+        rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
+        for (k, v) in fields {
+            rmp::encode::write_str(&mut out, k).unwrap();
+            rmp::encode::write_str(&mut out, v).unwrap();
+        }
+    }
+    out
+}
+
+/// splitmix64: a fixed pseudo-random sequence, so a varied chunk is the same on every run.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Builds a chunk of `n` varied FireLens records (4.x layout, about 750 bytes of JSON each):
+/// JSON application logs (levels, messages, routes, request and trace ids, user ids,
+/// latencies, byte counts) and nginx access-log lines (client addresses, paths, statuses,
+/// sizes, user agents), none of whose ids, addresses or latencies repeat as a counter would.
+/// Compression ratios on it are what real traffic gets; the repetitive [`firelens_chunk`]
+/// flatters every codec.
+pub fn varied_chunk(n: usize, start: usize) -> Vec<u8> {
+    const LEVELS: [&str; 4] = ["info", "info", "warn", "error"];
+    const MSGS: [&str; 6] = [
+        "request served",
+        "payment authorized",
+        "cache miss, loading from database",
+        "retrying upstream call",
+        "order state changed",
+        "token refreshed",
+    ];
+    const ROUTES: [&str; 6] = [
+        "/api/v1/orders",
+        "/api/v1/carts",
+        "/api/v2/payments",
+        "/api/v1/users",
+        "/healthz",
+        "/api/v1/inventory/items",
+    ];
+    const METHODS: [&str; 4] = ["GET", "GET", "POST", "PUT"];
+    const AGENTS: [&str; 4] = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+        "okhttp/4.12.0",
+        "ELB-HealthChecker/2.0",
+    ];
+    let mut out = Vec::with_capacity(n * 600);
+    for i in start..start + n {
+        let r = |k: u64| mix(((i as u64) << 4) | k);
+        let secs = 1_732_400_000u32 + (i / 1000) as u32;
+        let nanos = (r(0) % 1_000_000_000) as u32;
+        rmp::encode::write_array_len(&mut out, 2).unwrap();
+        rmp::encode::write_array_len(&mut out, 2).unwrap();
+        let mut ts = [0u8; 8];
+        ts[..4].copy_from_slice(&secs.to_be_bytes());
+        ts[4..].copy_from_slice(&nanos.to_be_bytes());
+        rmp::encode::write_ext_meta(&mut out, 8, 0).unwrap();
+        out.extend_from_slice(&ts);
+        rmp::encode::write_map_len(&mut out, 0).unwrap();
+        let pick = |k: u64, len: usize| (r(k) % len as u64) as usize;
+        let log = if r(1) % 3 == 0 {
+            let ip = r(2);
+            format!(
+                "{}.{}.{}.{} - - [24/Nov/2024:{:02}:{:02}:{:02} +0000] \"{} {}/{}?page={} HTTP/1.1\" {} {} \"-\" \"{}\" rt={}.{:03} uct=0.{:03} upstream={}.{}.{}.{}:8080",
+                ip & 0xff,
+                (ip >> 8) & 0xff,
+                (ip >> 16) & 0xff,
+                (ip >> 24) & 0xff,
+                r(3) % 24,
+                (r(3) >> 8) % 60,
+                (r(3) >> 16) % 60,
+                METHODS[pick(4, 4)],
+                ROUTES[pick(5, 6)],
+                r(6) % 1_000_000,
+                r(7) % 40,
+                [200, 200, 201, 304, 404, 500][pick(8, 6)],
+                r(9) % 90_000 + 120,
+                AGENTS[pick(10, 4)],
+                r(11) % 3,
+                (r(11) >> 16) % 1000,
+                r(12) % 1000,
+                10,
+                r(13) & 0xff,
+                (r(13) >> 8) & 0xff,
+                (r(13) >> 16) & 0xff,
+            )
+        } else {
+            format!(
+                "{{\"level\":\"{}\",\"msg\":\"{}\",\"method\":\"{}\",\"route\":\"{}/{}\",\"status\":{},\"latency_ms\":{}.{:03},\"bytes\":{},\"request_id\":\"{:016x}{:016x}\",\"trace_id\":\"{:016x}\",\"user_id\":{},\"session\":\"{:012x}\",\"client_ip\":\"{}.{}.{}.{}\"}}",
+                LEVELS[pick(1, 4)],
+                MSGS[pick(2, 6)],
+                METHODS[pick(4, 4)],
+                ROUTES[pick(5, 6)],
+                r(6) % 10_000_000,
+                [200, 200, 201, 400, 404, 503][pick(8, 6)],
+                r(9) % 2000,
+                (r(9) >> 20) % 1000,
+                r(10) % 250_000,
+                r(11),
+                r(12),
+                r(13),
+                r(14) % 5_000_000,
+                r(15) & 0xffff_ffff_ffff,
+                r(3) & 0xff,
+                (r(3) >> 8) & 0xff,
+                (r(3) >> 16) & 0xff,
+                (r(3) >> 24) & 0xff,
+            )
+        };
+        // Four tasks of one service, as one log router would see.
+        let task = 0xcfa7_a4e3_c2b8_4d3f_9c6e_6b6a_1b2c_3d4e_u128 + (i % 4) as u128;
+        let container_id = format!("{task:032x}-{}", 2_659_706_421u64 + (i % 4) as u64);
+        let task_arn = format!("arn:aws:ecs:ap-northeast-1:123456789012:task/prod/{task:032x}");
+        let fields: [(&str, &str); 7] = [
+            ("container_id", &container_id),
+            ("container_name", "/ecs-app-main-container"),
+            (
+                "ecs_cluster",
+                "arn:aws:ecs:ap-northeast-1:123456789012:cluster/prod",
+            ),
+            ("ecs_task_arn", &task_arn),
+            ("ecs_task_definition", "checkout-service:42"),
+            ("source", if r(15) % 10 == 0 { "stderr" } else { "stdout" }),
             ("log", &log),
         ];
         rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();

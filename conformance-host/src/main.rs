@@ -144,12 +144,15 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
     // soak run does not hold every chunk in memory.
     let mut fixed: Vec<Vec<u8>> = Vec::new();
     let mut generated: Option<(usize, usize, bool)> = None;
+    // `"varied": true`: varied lines (host::varied_chunk) instead of repetitive ones.
+    let mut varied = false;
     if let Some(name) = f["fixture"].as_str() {
         fixed = vec![host::fixture(name); repeat];
     } else if let Some(g) = f.get("generate") {
         let total = g["records"].as_u64().unwrap_or(1000) as usize;
         let per = g["per_chunk"].as_u64().unwrap_or(2000).max(1) as usize;
         generated = Some((total, per, g["v2"].as_bool().unwrap_or(true)));
+        varied = g["varied"].as_bool().unwrap_or(false);
     } else if let Some(hex) = f["hex"].as_str() {
         fixed = vec![decode_hex(hex); repeat];
     } else {
@@ -161,6 +164,9 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
     };
     let chunk = |i: usize| -> std::borrow::Cow<'_, [u8]> {
         match generated {
+            Some((total, per, _)) if varied => {
+                host::varied_chunk(per.min(total - i * per), i * per).into()
+            }
             Some((total, per, v2)) => {
                 host::firelens_chunk(per.min(total - i * per), i * per, v2).into()
             }

@@ -22,7 +22,8 @@
 //!
 //! Endpoints:
 //! - `POST /api/v2/logs`: the intake. 202 `{}` on success; 401 (no key),
-//!   403 (wrong key), 415 (unknown `Content-Encoding`), 400 (bad body,
+//!   403 (wrong key), 415 (unknown `Content-Encoding`; `zstd` too with `--no-zstd`),
+//!   400 (bad body,
 //!   duplicate keys), 413 (> 5 000 000 bytes decompressed or > 1000 entries).
 //! - `GET /api/v1/validate`: 200 `{"valid":true}` or 403.
 //! - `POST /mock/rules` with `{"rules":[RULE,...]}`: replace the fault rules.
@@ -31,7 +32,7 @@
 //! - `GET /mock/health`: 200 `{"status":"ok"}`.
 //!
 //! A RULE has optional fields `status`, `delay_ms`, `times`, `every`, `after`,
-//! `over_bytes`, `poison`, `path` (default `/api/v2/logs`) and `body`; see
+//! `over_bytes`, `poison`, `encoding`, `path` (default `/api/v2/logs`) and `body`; see
 //! [`Rule`]. The API key is never echoed or logged.
 //!
 //! The HTTP layer is hyper (HTTP/1.1 with keep-alive) on a multi-threaded
@@ -82,7 +83,7 @@ const LOGGED_HEADERS: [&str; 4] = [
 const USAGE: &str = "\
 mock_intake: mock Datadog log intake for tests
 
-USAGE: mock_intake [--addr HOST:PORT] [--api-key KEY] [--print] [--quiet]
+USAGE: mock_intake [--addr HOST:PORT] [--api-key KEY] [--print] [--quiet] [--no-zstd]
                    [--tls-cert PEM --tls-key PEM]
 
   --addr HOST:PORT  address to bind (env MOCK_INTAKE_ADDR, default 127.0.0.1:8080; port 0 = any)
@@ -91,6 +92,7 @@ USAGE: mock_intake [--addr HOST:PORT] [--api-key KEY] [--print] [--quiet]
   --quiet           do not log requests on stderr (env MOCK_INTAKE_QUIET=1)
   --tls-cert PEM    also serve TLS on the same port with this certificate chain (needs --tls-key)
   --tls-key PEM     the private key of --tls-cert
+  --no-zstd         answer 415 to Content-Encoding: zstd, as an intake without zstd would (env MOCK_INTAKE_NO_ZSTD=1)
   --help            show this help
 
 Control API: POST /mock/rules {\"rules\":[...]}, POST /mock/reset, GET /mock/received";
@@ -104,6 +106,8 @@ struct Config {
     quiet: bool,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    /// Refuse `Content-Encoding: zstd` with 415.
+    no_zstd: bool,
 }
 
 fn env_flag(name: &str) -> bool {
@@ -127,6 +131,7 @@ fn parse_config(mut args: impl Iterator<Item = String>) -> Result<Option<Config>
         quiet: env_flag("MOCK_INTAKE_QUIET"),
         tls_cert: None,
         tls_key: None,
+        no_zstd: env_flag("MOCK_INTAKE_NO_ZSTD"),
     };
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -146,6 +151,7 @@ fn parse_config(mut args: impl Iterator<Item = String>) -> Result<Option<Config>
             "--quiet" => config.quiet = true,
             "--tls-cert" => config.tls_cert = Some(value("--tls-cert")?),
             "--tls-key" => config.tls_key = Some(value("--tls-key")?),
+            "--no-zstd" => config.no_zstd = true,
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown argument `{arg}`")),
         }
@@ -179,6 +185,8 @@ struct Rule {
     over_bytes: Option<usize>,
     /// Matches only when the decompressed body contains this substring.
     poison: Option<String>,
+    /// Matches only when the request's `Content-Encoding` is this (`identity` when absent).
+    encoding: Option<String>,
     path: String,
     body: String,
 }
@@ -201,7 +209,7 @@ fn parse_rule(v: &Value) -> Result<Rule, String> {
             Some(_) => Err(format!("rule field `{key}` must be a string")),
         }
     };
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "status",
         "delay_ms",
         "times",
@@ -209,6 +217,7 @@ fn parse_rule(v: &Value) -> Result<Rule, String> {
         "after",
         "over_bytes",
         "poison",
+        "encoding",
         "path",
         "body",
     ];
@@ -236,6 +245,7 @@ fn parse_rule(v: &Value) -> Result<Rule, String> {
         after: uint("after")?,
         over_bytes: uint("over_bytes")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         poison: string("poison")?,
+        encoding: string("encoding")?.map(|e| e.trim().to_ascii_lowercase()),
         path,
         body: string("body")?.unwrap_or_else(|| r#"{"errors":["injected"]}"#.into()),
     })
@@ -266,9 +276,19 @@ enum BodyView<'a> {
 }
 
 impl Rule {
-    fn matches(&self, path: &str, seq: u64, body: BodyView<'_>) -> bool {
+    fn matches(&self, path: &str, seq: u64, encoding: &str, body: BodyView<'_>) -> bool {
         if self.path != path || self.times == Some(0) {
             return false;
+        }
+        if let Some(e) = &self.encoding {
+            let sent = if encoding.is_empty() {
+                "identity"
+            } else {
+                encoding
+            };
+            if e != sent {
+                return false;
+            }
         }
         if self.every.is_some_and(|k| seq % k != 0) || self.after.is_some_and(|a| seq <= a) {
             return false;
@@ -333,11 +353,16 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, BodyErro
     Ok(buf)
 }
 
-/// Decompresses `wire` per `Content-Encoding`, never inflating past the cap.
-fn decode_body(encoding: &str, wire: &[u8]) -> Result<Vec<u8>, BodyError> {
+/// Decompresses `wire` per `Content-Encoding`, never inflating past the cap (zstd is
+/// streamed too, so a frame that claims or holds more is cut at the cap, never allocated).
+fn decode_body(encoding: &str, wire: &[u8], zstd: bool) -> Result<Vec<u8>, BodyError> {
     let reader: Box<dyn Read + '_> = match encoding {
         "" | "identity" => Box::new(wire),
         "gzip" | "x-gzip" => Box::new(MultiGzDecoder::new(wire)),
+        "zstd" if zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(wire)
+                .map_err(|e| BodyError::new(400, format!("cannot decompress zstd body: {e}")))?,
+        ),
         // HTTP "deflate" is zlib-wrapped, but raw deflate is common too.
         "deflate" => match wire {
             [a, b, ..] if a & 0x0f == 8 && (u16::from(*a) << 8 | u16::from(*b)) % 31 == 0 => {
@@ -470,12 +495,12 @@ impl Intake {
     }
 
     /// Finds the first live matching rule and uses it up once.
-    fn take_rule(&self, path: &str, seq: u64, body: BodyView<'_>) -> Option<Rule> {
+    fn take_rule(&self, path: &str, seq: u64, encoding: &str, body: BodyView<'_>) -> Option<Rule> {
         let mut state = self.lock();
         let rule = state
             .rules
             .iter_mut()
-            .find(|r| r.matches(path, seq, body))?;
+            .find(|r| r.matches(path, seq, encoding, body))?;
         if let Some(t) = rule.times.as_mut() {
             *t -= 1;
         }
@@ -545,13 +570,14 @@ impl Intake {
         let (decoded, rule) = {
             let (this, encoding) = (Arc::clone(self), encoding.clone());
             blocking(move || {
-                let decoded = wire.and_then(|w| decode_body(&encoding, &w));
+                let zstd = !this.config.no_zstd;
+                let decoded = wire.and_then(|w| decode_body(&encoding, &w, zstd));
                 let view = match &decoded {
                     Ok(b) => BodyView::Decoded(b),
                     Err(e) if e.status == 413 => BodyView::TooLarge,
                     Err(_) => BodyView::Unknown,
                 };
-                let rule = this.take_rule(LOGS_PATH, seq, view);
+                let rule = this.take_rule(LOGS_PATH, seq, &encoding, view);
                 (decoded, rule)
             })
             .await
@@ -641,7 +667,7 @@ impl Intake {
             state.validate_requests += 1;
             state.validate_requests
         };
-        let rule = self.take_rule(VALIDATE_PATH, seq, BodyView::Unknown);
+        let rule = self.take_rule(VALIDATE_PATH, seq, "", BodyView::Unknown);
         if let Some(reply) = Self::apply_rule(rule).await {
             return reply;
         }

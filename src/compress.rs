@@ -1,0 +1,290 @@
+//! Body compression: gzip (zlib-rs through flate2) and zstd (libzstd through the `zstd`
+//! crate), with the compressor state pooled for the instance's life.
+//!
+//! Each codec's state (a deflate stream of about 380 KB; a zstd context of about 1 MB at
+//! level 1, more at higher levels) is made on demand up to one per core and then kept: a
+//! request holds one only while it compresses, not while it waits for the intake.
+//!
+//! Keeping them is what holds resident memory flat. State made and dropped per request leaves
+//! its blocks in the malloc arena of the short-lived sender thread that made it, and glibc
+//! does not trim an arena below twice the largest block it has unmapped (a few MB once the
+//! host has freed a chunk), so with `Workers 2` a dozen arenas each kept about 1 MB.
+
+use flate2::{Compress, Crc, FlushCompress, Status};
+use std::sync::{Condvar, Mutex};
+
+/// Largest zstd window (log2 bytes). A request holds at most 5 MB of JSON; a 1 MiB window
+/// bounds a context's memory at every level while costing almost nothing in ratio on log
+/// lines, whose repeats are close together.
+const ZSTD_WINDOW_LOG: u32 = 20;
+
+/// Which encoding one request body gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// `Content-Encoding: gzip`.
+    Gzip,
+    /// `Content-Encoding: zstd`.
+    Zstd,
+}
+
+impl Codec {
+    /// The `Content-Encoding` header value.
+    pub fn encoding(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+        }
+    }
+}
+
+/// Idle compressor states and how many exist.
+struct PoolState<T> {
+    idle: Vec<T>,
+    made: usize,
+}
+
+/// A pool of at most `max` compressor states of one kind.
+struct Pool<T> {
+    state: Mutex<PoolState<T>>,
+    returned: Condvar,
+    max: usize,
+}
+
+impl<T> Pool<T> {
+    fn new(max: usize) -> Pool<T> {
+        Pool {
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                made: 0,
+            }),
+            returned: Condvar::new(),
+            max: max.max(1),
+        }
+    }
+
+    /// Runs `f` with an idle state, one made by `make` while fewer than `max` exist, or the
+    /// first one returned. `None` when `make` fails (nothing is counted then).
+    fn with<R>(&self, make: impl FnOnce() -> Option<T>, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let item = loop {
+            if let Some(item) = s.idle.pop() {
+                break item;
+            }
+            if s.made < self.max {
+                // Counted once made, so a failure to make one cannot use up a slot.
+                drop(s);
+                let item = make()?;
+                s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                s.made += 1;
+                break item;
+            }
+            s = self.returned.wait(s).unwrap_or_else(|e| e.into_inner());
+        };
+        drop(s);
+        let mut lease = Lease {
+            pool: self,
+            item: Some(item),
+        };
+        lease.item.as_mut().map(f)
+    }
+}
+
+/// A state lent to one request; returned to the pool when dropped (also on a panic).
+struct Lease<'a, T> {
+    pool: &'a Pool<T>,
+    item: Option<T>,
+}
+
+impl<T> Drop for Lease<'_, T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            let mut s = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.idle.push(item);
+        }
+        self.pool.returned.notify_one();
+    }
+}
+
+/// The instance's compressors: gzip at one level and zstd at one level, pooled.
+pub struct Compressors {
+    gzip_level: u32,
+    zstd_level: i32,
+    deflaters: Pool<Compress>,
+    zstd: Pool<zstd::bulk::Compressor<'static>>,
+}
+
+impl std::fmt::Debug for Compressors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressors")
+            .field("gzip_level", &self.gzip_level)
+            .field("zstd_level", &self.zstd_level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compressors {
+    /// Pools of up to one state per core for gzip at `gzip_level` (1-9) and zstd at
+    /// `zstd_level` (1-19); nothing is made before the first request.
+    pub fn new(gzip_level: u32, zstd_level: u32) -> Compressors {
+        let max = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Compressors {
+            gzip_level,
+            zstd_level: i32::try_from(zstd_level).unwrap_or(1),
+            deflaters: Pool::new(max),
+            zstd: Pool::new(max),
+        }
+    }
+
+    /// Compresses `json` into `out` (cleared). Returns false when it could not (a zstd
+    /// context that cannot be made, a corrupt stream): `out` is then empty, and the caller
+    /// sends nothing in that encoding.
+    pub fn compress(&self, codec: Codec, json: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let done = match codec {
+            Codec::Gzip => {
+                let level = self.gzip_level;
+                self.deflaters.with(
+                    || Some(Compress::new(flate2::Compression::new(level), false)),
+                    |z| gzip_into(z, level, json, out),
+                )
+            }
+            Codec::Zstd => {
+                let level = self.zstd_level;
+                self.zstd
+                    .with(|| zstd_compressor(level), |z| zstd_into(z, json, out))
+            }
+        };
+        let ok = done.unwrap_or(false);
+        if !ok {
+            out.clear();
+        }
+        ok
+    }
+}
+
+/// A zstd context at `level` with the window capped at [`ZSTD_WINDOW_LOG`].
+fn zstd_compressor(level: i32) -> Option<zstd::bulk::Compressor<'static>> {
+    let mut z = zstd::bulk::Compressor::new(level).ok()?;
+    let log = ZSTD_WINDOW_LOG;
+    z.set_parameter(zstd::stream::raw::CParameter::WindowLog(log))
+        .ok()?;
+    Some(z)
+}
+
+/// Compresses `json` into `out` as one zstd frame (with the content size) using `z`.
+fn zstd_into(z: &mut zstd::bulk::Compressor<'static>, json: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(json.len()));
+    z.compress_to_buffer(json, out).is_ok()
+}
+
+/// Compresses `json` with zstd at `level` (1-19) with a fresh context, as the plugin does.
+/// For benchmarks and tests; the plugin reuses pooled contexts.
+pub fn zstd(json: &[u8], level: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(mut z) = zstd_compressor(i32::try_from(level).unwrap_or(1)) {
+        zstd_into(&mut z, json, &mut out);
+    }
+    out
+}
+
+/// Gzips `json` at `level` (1-9) with a fresh stream. For benchmarks and tests; the plugin
+/// reuses pooled streams.
+pub fn gzip(json: &[u8], level: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut z = Compress::new(flate2::Compression::new(level), false);
+    gzip_into(&mut z, level, json, &mut out);
+    out
+}
+
+/// Gzips `json` into `out` (cleared) with `z`, a raw deflate stream made at `level`, which is
+/// reset first: the gzip header, the deflate stream, then CRC-32 and length. False (and `out`
+/// empty) only for a corrupt stream state.
+fn gzip_into(z: &mut Compress, level: u32, json: &[u8], out: &mut Vec<u8>) -> bool {
+    z.reset();
+    out.clear();
+    out.reserve(json.len() / 4 + 64);
+    // No name, no time; XFL as flate2's GzEncoder sets it; OS unknown.
+    let xfl = match level {
+        9.. => 2,
+        0 | 1 => 4,
+        _ => 0,
+    };
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]);
+    let mut input = json;
+    loop {
+        let before = z.total_in();
+        let status = z.compress_vec(input, out, FlushCompress::Finish);
+        input = &input[(z.total_in() - before) as usize..];
+        match status {
+            Ok(Status::StreamEnd) => break,
+            Ok(_) => out.reserve(out.capacity() / 2 + 4096),
+            // Only a corrupt stream state fails; send nothing rather than half a stream.
+            Err(_) => {
+                out.clear();
+                return false;
+            }
+        }
+    }
+    let mut crc = Crc::new();
+    crc.update(json);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn gunzip(z: &[u8]) -> Vec<u8> {
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(z)
+            .read_to_end(&mut back)
+            .unwrap();
+        back
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let json = br#"[{"message":"hello"}]"#.repeat(100);
+        let z = gzip(&json, 3);
+        assert!(z.len() < json.len());
+        assert_eq!(gunzip(&z), json);
+    }
+
+    #[test]
+    fn zstd_round_trips() {
+        let json = br#"[{"message":"hello"}]"#.repeat(100);
+        let z = zstd(&json, 1);
+        assert!(z.len() < json.len());
+        assert_eq!(zstd::decode_all(&z[..]).unwrap(), json);
+    }
+
+    #[test]
+    fn pooled_compressors_round_trip_and_are_reused() {
+        let c = Compressors::new(6, 3);
+        let mut out = Vec::new();
+        for n in [1, 5000, 0, 300] {
+            let json = br#"[{"message":"hello"}]"#.repeat(n);
+            assert!(c.compress(Codec::Gzip, &json, &mut out));
+            assert_eq!(gunzip(&out), json);
+            assert!(c.compress(Codec::Zstd, &json, &mut out));
+            assert_eq!(zstd::decode_all(&out[..]).unwrap(), json);
+        }
+        // One thread: one state of each kind was made, and it is idle again.
+        for (made, idle) in [
+            {
+                let s = c.deflaters.state.lock().unwrap();
+                (s.made, s.idle.len())
+            },
+            {
+                let s = c.zstd.state.lock().unwrap();
+                (s.made, s.idle.len())
+            },
+        ] {
+            assert_eq!((made, idle), (1, 1));
+        }
+    }
+}

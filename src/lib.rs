@@ -33,6 +33,8 @@ pub mod batch;
 pub mod decode;
 pub mod detect;
 pub mod events;
+#[cfg(feature = "test-hooks")]
+pub mod fault;
 pub mod ffi;
 pub mod flush;
 pub mod json;

@@ -167,3 +167,15 @@ fn every_status_class_has_its_answer() {
         assert_eq!(run.lines_with(line).len(), 1, "{status}: {}", run.stderr);
     }
 }
+
+#[test]
+fn a_chunk_retried_with_nothing_accepted_is_remembered_too() {
+    // One request, refused with 503: nothing of the chunk was accepted, and its retry is
+    // still found in memory (so its logs count as retried logs).
+    let mock = MockIntake::start(Some(KEY));
+    mock.set_rules(json!([{"status": 503, "times": 1}]));
+    let run = flush(&mock.url, &[], 500, 1, &[]);
+    assert_eq!(run.codes(0), [vec![2, 1]]);
+    assert_eq!(tally(&mock.objects()), (500, 0));
+    assert_eq!(run.lines_with("(resumed retry)").len(), 1, "{}", run.stderr);
+}

@@ -20,6 +20,8 @@
 #   - FLBPluginRegister, FLBPluginInit, FLBPluginFlushCtx and FLBPluginExitCtx are defined in the
 #     dynamic symbol table;
 #   - the dynamic section has FLAGS_1 NODELETE (build.rs links with -z nodelete);
+#   - no test hook is compiled in: the library does not contain FLUENT_BIT_DATADOG_FAULT, the
+#     variable of the `test-hooks` feature (src/fault.rs), which only `cargo test` turns on;
 #   - the ELF machine matches the architecture, and on a machine of that architecture the
 #     library dlopen()s with every symbol resolved (RTLD_NOW).
 #
@@ -33,6 +35,8 @@ CARGO_ZIGBUILD_VERSION="${CARGO_ZIGBUILD_VERSION:-0.24.1}"
 ZIGLANG_VERSION="${ZIGLANG_VERSION:-0.17.1}"
 PYTHON="${PYTHON:-python3}"
 REQUIRED_SYMBOLS=(FLBPluginRegister FLBPluginInit FLBPluginFlushCtx FLBPluginExitCtx)
+# The environment variable of the test hooks (src/fault.rs): never in a shipped library.
+TEST_HOOK_NAME="FLUENT_BIT_DATADOG_FAULT"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -193,6 +197,13 @@ check_library() {
         failed=1
     fi
 
+    if grep -q -a "$TEST_HOOK_NAME" "$so"; then
+        say "  FAIL the library contains the test hook $TEST_HOOK_NAME (built with the test-hooks feature, as \`cargo test\` does); build it with cargo build --release"
+        failed=1
+    else
+        say "  ok   no test hook ($TEST_HOOK_NAME absent)"
+    fi
+
     if [ "$arch" = "$(host_arch)" ] && command -v "$PYTHON" >/dev/null 2>&1; then
         if "$PYTHON" -c 'import ctypes, os, sys; ctypes.CDLL(os.path.abspath(sys.argv[1]), mode=os.RTLD_NOW)' "$so" 2>/dev/null; then
             say "  ok   dlopen(RTLD_NOW) on this machine (glibc $(ldd --version 2>/dev/null | sed -n '1s/.* //p'))"
@@ -309,7 +320,7 @@ main() {
     if [ "${#failed[@]}" -ne 0 ]; then
         die "failed for: ${failed[*]}"
     fi
-    say "done: ${arches[*]} passed every check (GLIBC <= $MAX_GLIBC, FLBPlugin* exported, NODELETE)"
+    say "done: ${arches[*]} passed every check (GLIBC <= $MAX_GLIBC, FLBPlugin* exported, NODELETE, no test hook)"
 }
 
 main "$@"

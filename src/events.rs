@@ -12,7 +12,7 @@
 
 use crate::log::{self, Key, Level, RateLimiter};
 use crate::metrics::Metrics;
-use crate::verdict::{Failure, Refusal, RetryReason, Verdict};
+use crate::verdict::{Detail, Failure, Refusal, RetryReason, Verdict};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +29,7 @@ pub enum Counter {
     Requests,
     /// Flushes answered with RETRY.
     Retries,
-    /// Objects dropped because the intake answered 400 for them alone.
+    /// Objects dropped because the intake answered 400 (or 422) for them alone.
     Dropped400,
     /// Objects dropped because the intake answered 413 for them alone.
     Dropped413,
@@ -37,7 +37,8 @@ pub enum Counter {
     DroppedTooLarge,
     /// Malformed stretches of chunks skipped.
     DroppedMalformed,
-    /// Objects dropped with their chunk after another 4xx (401, 403, ...).
+    /// Objects dropped with their chunk after a refusal (401, 403, a redirect, a payload
+    /// refused as a whole, ...).
     DroppedRejected,
     /// Messages truncated to fit 1 MB.
     Truncated,
@@ -248,9 +249,9 @@ pub enum Event<'a> {
         /// How many.
         n: u64,
     },
-    /// An object refused alone with 400 or 413, dropped.
+    /// An object refused alone with 400, 413 or 422, dropped.
     ObjectDropped {
-        /// 400 or 413.
+        /// 400, 413 or 422.
         status: u16,
         /// Its size in JSON.
         bytes: usize,
@@ -438,10 +439,10 @@ impl Events {
             Event::SiteInUse { site } => self.metrics.site(site),
             Event::ObjectsAccepted { n } => add(Counter::ObjectsSent, n),
             Event::ObjectDropped { status, bytes } => {
-                let (counter, why) = if status == 413 {
-                    (Counter::Dropped413, "too large for the intake (413)")
-                } else {
-                    (Counter::Dropped400, "refused as invalid (400)")
+                let (counter, why) = match status {
+                    413 => (Counter::Dropped413, "too large for the intake (413)"),
+                    422 => (Counter::Dropped400, "refused as unprocessable (422)"),
+                    _ => (Counter::Dropped400, "refused as invalid (400)"),
                 };
                 add(counter, 1);
                 limited(Level::Error, Key::with_status("drop", status), &|| {
@@ -550,12 +551,27 @@ fn rejection_line(
     pending: u64,
     elsewhere: &KeyElsewhere,
 ) -> String {
-    let Refusal { status, body } = refusal;
-    let mut line = format!(
-        "HTTP {status} from {host}: {pending} log(s) dropped; response: {}",
-        if body.is_empty() { "(empty)" } else { body }
-    );
-    if *status == 403 {
+    let Refusal {
+        status,
+        body,
+        detail,
+    } = refusal;
+    let response = if body.is_empty() { "(empty)" } else { body };
+    let mut line = match detail {
+        Detail::EveryPart { singles } => format!(
+            "HTTP {status} from {host} for every part of the payload, down to {singles} single logs with none accepted: the intake (or a relay) refuses the whole payload, not one log, so {pending} log(s) are not delivered and the chunk is reported as failed; response: {response}"
+        ),
+        Detail::SplitBudget { requests } => format!(
+            "HTTP {status} from {host}: still refused after {requests} requests splitting the payload to isolate the logs it refuses, so {pending} log(s) are not delivered and the chunk is reported as failed; response: {response}"
+        ),
+        _ => format!("HTTP {status} from {host}: {pending} log(s) dropped; response: {response}"),
+    };
+    if let Detail::Redirect(location) = detail {
+        line.push_str(&format!(
+            ". The endpoint redirects to {}: the plugin follows no redirect (it would carry the API key elsewhere), so set `endpoint` to where it points",
+            location.as_deref().unwrap_or("(no Location header)")
+        ));
+    } else if *status == 403 {
         line.push_str(&format!(
             ". The API key was rejected by {site}: a key from another Datadog site is the usual cause, so check `site`"
         ));
@@ -623,10 +639,7 @@ mod tests {
 
     #[test]
     fn each_event_counts_itself_and_writes_its_line() {
-        let refusal = Refusal {
-            status: 401,
-            body: String::new(),
-        };
+        let refusal = Refusal::new(401, String::new());
         let dropped = Verdict::Error(ErrorReason::Refused {
             refusal: refusal.clone(),
             pending: 1,
@@ -821,10 +834,7 @@ mod tests {
 
     #[test]
     fn a_403_line_says_where_the_key_is_valid() {
-        let refusal = Refusal {
-            status: 403,
-            body: "Forbidden".into(),
-        };
+        let refusal = Refusal::new(403, "Forbidden".into());
         let line =
             |elsewhere| rejection_line(&refusal, "intake.example", "datadoghq.com", 2, &elsewhere);
         let base = "HTTP 403 from intake.example: 2 log(s) dropped; response: Forbidden. The API key was rejected by datadoghq.com: a key from another Datadog site is the usual cause, so check `site`";
@@ -837,6 +847,37 @@ mod tests {
             line(KeyElsewhere::ValidOn("ap1.datadoghq.com".into())).starts_with(&format!(
                 "{base}; the key is valid on ap1.datadoghq.com: set `site ap1`"
             ))
+        );
+    }
+
+    #[test]
+    fn a_payload_refused_as_a_whole_and_a_redirect_say_so() {
+        let line = |status, detail| {
+            let refusal = Refusal {
+                status,
+                body: "{\"errors\":[\"bad\"]}".into(),
+                detail,
+            };
+            rejection_line(
+                &refusal,
+                "relay:8080",
+                "datadoghq.com",
+                3000,
+                &KeyElsewhere::NotAsked,
+            )
+        };
+        assert_eq!(
+            line(400, Detail::EveryPart { singles: 4 }),
+            "HTTP 400 from relay:8080 for every part of the payload, down to 4 single logs with none accepted: the intake (or a relay) refuses the whole payload, not one log, so 3000 log(s) are not delivered and the chunk is reported as failed; response: {\"errors\":[\"bad\"]}"
+        );
+        assert!(
+            line(413, Detail::SplitBudget { requests: 48 })
+                .starts_with("HTTP 413 from relay:8080: still refused after 48 requests splitting")
+        );
+        assert!(
+            line(301, Detail::Redirect(Some("https://relay/api/v2/logs".into()))).ends_with(
+                ". The endpoint redirects to https://relay/api/v2/logs: the plugin follows no redirect (it would carry the API key elsewhere), so set `endpoint` to where it points"
+            )
         );
     }
 

@@ -643,10 +643,7 @@ mod tests {
         assert_eq!(flush_code(&Verdict::Retry(RetryReason::Closing)), 2);
         assert_eq!(
             flush_code(&Verdict::Error(ErrorReason::Refused {
-                refusal: crate::verdict::Refusal {
-                    status: 403,
-                    body: String::new()
-                },
+                refusal: crate::verdict::Refusal::new(403, String::new()),
                 pending: 1
             })),
             0

@@ -35,6 +35,8 @@ pub mod compress;
 pub mod decode;
 pub mod detect;
 pub mod events;
+#[cfg(feature = "test-hooks")]
+pub mod fault;
 pub mod ffi;
 pub mod flush;
 pub mod json;

@@ -15,11 +15,17 @@ use crate::compress::{Codec, Compressors};
 use crate::log::{self, Level};
 use crate::options::{Compression, Config, DEFAULT_GZIP_LEVEL};
 use crate::tls::TlsConnector;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+
+/// How many zstd bodies refused with 400 are sent again gzipped, while no zstd body has been
+/// accepted yet, before a 400 is taken to be about the logs alone. Three: a poisoned log in
+/// the first batches still lets a later, clean part of the bisection show whether the intake
+/// takes zstd, and an intake that refuses everything costs at most three extra requests.
+pub const GZIP_CHECKS: u32 = 3;
 
 /// The `User-Agent` and origin version sent with every request.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -29,21 +35,24 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum Outcome {
     /// 2xx: the intake took the payload.
     Accepted,
-    /// 400 or 413: this payload will never be accepted as it is, but a part of it may be.
+    /// 400, 413 or 422: this payload will never be accepted as it is, but a part of it may be.
     PayloadRefused {
         /// The HTTP status.
         status: u16,
         /// The start of the response body.
         body: String,
     },
-    /// Another 4xx (401, 403, 404, ...): no request will be accepted, whatever it holds.
+    /// 3xx, 401, 403, 415: no request will be accepted, whatever it holds.
     Refused {
         /// The HTTP status.
         status: u16,
         /// The start of the response body.
         body: String,
+        /// The `Location` of a redirect (set by [`Outcome::located`]).
+        location: Option<String>,
     },
-    /// A failure a later attempt may not meet: 408, 429, 5xx, or the network.
+    /// A failure a later attempt may not meet: 408, 429, 5xx, another 4xx (404, 409, ...),
+    /// or the network.
     Transient {
         /// The HTTP status, or `None` for a transport error (connect, timeout, DNS, ...).
         status: Option<u16>,
@@ -62,6 +71,25 @@ impl Outcome {
     /// refused alone is dropped.
     pub fn splits_payload(&self) -> bool {
         matches!(self, Outcome::PayloadRefused { .. })
+    }
+
+    /// True for 415: the intake refuses the request's encoding (a compression it does not
+    /// take), whatever the payload; sending it another way may be accepted.
+    pub fn refuses_encoding(&self) -> bool {
+        matches!(self, Outcome::Refused { status: 415, .. })
+    }
+
+    /// Adds a redirect's `Location` to a refused 3xx (other outcomes are returned as they are).
+    pub fn located(mut self, to: Option<&str>) -> Outcome {
+        if let Outcome::Refused {
+            status: 300..=399,
+            location,
+            ..
+        } = &mut self
+        {
+            *location = to.map(|t| t.chars().take(200).collect());
+        }
+        self
     }
 }
 
@@ -135,6 +163,10 @@ pub struct Client {
     /// Set once the intake accepted a zstd body: a later 400 for one is about its logs, not
     /// its encoding, and goes straight to the bisection.
     zstd_accepted: AtomicBool,
+    /// zstd bodies refused with 400 whose gzipped copy was refused too (so the logs, not the
+    /// encoding, were refused). After [`GZIP_CHECKS`] of them, a 400 goes straight to the
+    /// bisection: an intake that refuses everything must not double every request.
+    both_refused: AtomicU32,
     /// The instance's name for log lines (`datadog_logs.0`), once known.
     log_name: OnceLock<Arc<str>>,
     spare_outputs: Mutex<Vec<Vec<u8>>>,
@@ -193,6 +225,7 @@ impl Client {
                 },
                 zstd_refused: AtomicBool::new(false),
                 zstd_accepted: AtomicBool::new(false),
+                both_refused: AtomicU32::new(0),
                 log_name: OnceLock::new(),
                 spare_outputs: Mutex::new(Vec::new()),
                 max_spare_outputs: cfg.max_concurrency.clamp(1, SPARE_OUTPUTS),
@@ -233,19 +266,24 @@ impl Client {
                 self.zstd_accepted.store(true, Ordering::Relaxed);
                 first
             }
-            Outcome::Refused { status: 415, body } => {
+            refused @ Outcome::Refused { body, .. } if refused.refuses_encoding() => {
                 self.refuse_zstd(415, body);
                 first.then(self.post_encoded(url, json, Some(Codec::Gzip)))
             }
             Outcome::PayloadRefused { status: 400, body }
-                if !self.zstd_accepted.load(Ordering::Relaxed) =>
+                if !self.zstd_accepted.load(Ordering::Relaxed)
+                    && self.both_refused.load(Ordering::Relaxed) < GZIP_CHECKS =>
             {
                 // The intake may not say why; the same batch gzipped tells the encoding apart
                 // from the logs. If that is refused too, its 400 goes to the bisection.
                 let body = body.clone();
                 let again = first.then(self.post_encoded(url, json, Some(Codec::Gzip)));
-                if again.outcome == Outcome::Accepted {
-                    self.refuse_zstd(400, &body);
+                match again.outcome {
+                    Outcome::Accepted => self.refuse_zstd(400, &body),
+                    Outcome::PayloadRefused { status: 400, .. } => {
+                        self.both_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
                 again
             }
@@ -300,8 +338,10 @@ impl Client {
         let (outcome, status) = match req.send(body) {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
+                let location = resp.headers().get("location").cloned();
                 let text = body_start(&mut resp);
-                (classify(status, text), Some(status))
+                let location = location.as_ref().and_then(|l| l.to_str().ok());
+                (classify(status, text).located(location), Some(status))
             }
             Err(e) => (
                 Outcome::Transient {
@@ -396,23 +436,28 @@ fn verdict(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Val
     }
 }
 
-/// Maps a status to an outcome:
+/// Maps a status to an outcome; the README's delivery table gives the reasons:
 ///
 /// | status | outcome | the flush then |
 /// |---|---|---|
 /// | 2xx | [`Outcome::Accepted`] | marks the objects done |
 /// | 408, 429, 5xx (transport errors too, in [`Client::post_logs`]) | [`Outcome::Transient`] | keeps the objects for Fluent Bit's retry |
-/// | 400, 413 | [`Outcome::PayloadRefused`] | splits the request; drops an object refused alone |
-/// | other (401, 403, 404, ...) | [`Outcome::Refused`] | drops the chunk, unless some of it waits for a retry anyway |
+/// | 400, 413, 422 | [`Outcome::PayloadRefused`] | splits the request (bounded); drops an object refused alone |
+/// | 3xx (redirects are not followed), 401, 403, 415 | [`Outcome::Refused`] | drops the chunk, unless some of it waits for a retry anyway |
+/// | other 4xx (404, 409, ...), 1xx, unknown | [`Outcome::Transient`] | keeps the objects for Fluent Bit's retry, as the Datadog Agent and Vector do |
 pub fn classify(status: u16, body: String) -> Outcome {
     match status {
         200..=299 => Outcome::Accepted,
-        408 | 429 | 500..=599 => Outcome::Transient {
+        400 | 413 | 422 => Outcome::PayloadRefused { status, body },
+        300..=399 | 401 | 403 | 415 => Outcome::Refused {
+            status,
+            body,
+            location: None,
+        },
+        _ => Outcome::Transient {
             status: Some(status),
             reason: format!("HTTP {status}"),
         },
-        400 | 413 => Outcome::PayloadRefused { status, body },
-        _ => Outcome::Refused { status, body },
     }
 }
 
@@ -455,7 +500,9 @@ mod tests {
         for s in [200, 202, 204] {
             assert_eq!(classify(s, String::new()), Outcome::Accepted);
         }
-        for s in [408, 429, 500, 502, 503, 504] {
+        for s in [
+            408, 429, 500, 502, 503, 504, 404, 409, 405, 410, 499, 100, 600,
+        ] {
             let o = classify(s, String::new());
             assert!(
                 matches!(o, Outcome::Transient { status: Some(x), .. } if x == s),
@@ -463,16 +510,39 @@ mod tests {
             );
             assert!(o.is_retriable() && !o.splits_payload(), "{s}");
         }
-        for s in [400, 413] {
+        for s in [400, 413, 422] {
             let o = classify(s, "no".into());
             assert!(matches!(o, Outcome::PayloadRefused { .. }), "{s}");
             assert!(!o.is_retriable() && o.splits_payload(), "{s}");
         }
-        for s in [401, 403, 404] {
+        for s in [301, 302, 307, 308, 401, 403, 415] {
             let o = classify(s, String::new());
             assert!(matches!(o, Outcome::Refused { .. }), "{s}");
             assert!(!o.is_retriable() && !o.splits_payload(), "{s}");
+            assert_eq!(o.refuses_encoding(), s == 415, "{s}");
         }
+    }
+
+    #[test]
+    fn a_redirect_keeps_its_location() {
+        let to = "https://intake.example/api/v2/logs";
+        assert_eq!(
+            classify(301, String::new()).located(Some(to)),
+            Outcome::Refused {
+                status: 301,
+                body: String::new(),
+                location: Some(to.into())
+            }
+        );
+        // Only a redirect carries one.
+        assert_eq!(
+            classify(403, String::new()).located(Some(to)),
+            classify(403, String::new())
+        );
+        assert_eq!(
+            classify(202, String::new()).located(Some(to)),
+            Outcome::Accepted
+        );
     }
 
     #[test]

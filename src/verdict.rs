@@ -13,8 +13,10 @@
 //! | ready | some | yes | no | ERROR ([`ErrorReason::Refused`]) |
 //! | ready | some | any | yes, or neither | RETRY ([`RetryReason::Undelivered`]) |
 //!
-//! Objects dropped one by one (400 or 413 alone, over 1 MB, malformed) are not pending: they
-//! never hold a chunk back.
+//! Objects dropped one by one (400, 413 or 422 alone, over 1 MB, malformed) are not pending:
+//! they never hold a chunk back. A payload whose splitting concluded that the intake refuses
+//! everything ([`Detail::EveryPart`]) or spent its budget ([`Detail::SplitBudget`]) leaves its
+//! objects pending with a refusal: ERROR, so the drop is visible to the host.
 
 use crate::flush::Report;
 
@@ -39,13 +41,48 @@ pub struct Failure {
     pub reason: String,
 }
 
-/// A request the intake refused whatever it holds (401, 403, 404, ...).
+/// A request the intake refused whatever it holds (401, 403, a redirect, ...), or a payload
+/// whose splitting ended in the conclusion that it is refused as a whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     /// The HTTP status.
     pub status: u16,
     /// The start of the response body.
     pub body: String,
+    /// What the plugin concluded beyond the status.
+    pub detail: Detail,
+}
+
+impl Refusal {
+    /// A plain refusal of `status` with the start of its response `body`.
+    pub fn new(status: u16, body: String) -> Refusal {
+        Refusal {
+            status,
+            body,
+            detail: Detail::None,
+        }
+    }
+}
+
+/// What the plugin concluded beyond a refusal's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Nothing more than the status.
+    #[default]
+    None,
+    /// A 3xx: the endpoint redirects to this `Location` (the plugin follows no redirect).
+    Redirect(Option<String>),
+    /// Splitting a refused payload (400, 413, 422) found every part refused, down to single
+    /// logs, with none accepted: the intake or a relay refuses everything, not one log.
+    EveryPart {
+        /// Single logs refused in a row, none of the payload accepted.
+        singles: u32,
+    },
+    /// Splitting a refused payload spent its request budget before isolating the bad logs.
+    SplitBudget {
+        /// The budget: requests one payload may spend on splitting.
+        requests: u32,
+    },
 }
 
 /// Everything the verdict depends on.
@@ -174,10 +211,7 @@ mod tests {
     }
 
     fn refusal() -> Refusal {
-        Refusal {
-            status: 403,
-            body: "Forbidden".into(),
-        }
+        Refusal::new(403, "Forbidden".into())
     }
 
     fn sent(objects: u64, pending: u64, t: Option<Failure>, r: Option<Refusal>) -> FlushReport {

@@ -7,8 +7,8 @@
 //! (no copy), runs decode -> map -> batch -> send, and hands back the [`Verdict`] (which
 //! only [`crate::ffi`] turns into Fluent Bit's return code).
 //!
-//! After the verdict, the worker does what it calls for: it remembers a partly delivered
-//! chunk for its retry, asks auto-detection where a key refused with 403 is valid, and emits
+//! After the verdict, the worker does what it calls for: it remembers a chunk handed back
+//! for its retry, asks auto-detection where a key refused with 403 is valid, and emits
 //! the events that write the lines.
 
 use crate::batch;
@@ -25,9 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
-
-/// Environment variable of the test hook that makes flushes panic.
-pub const FAULT_ENV: &str = "FLUENT_BIT_DATADOG_FAULT";
 
 /// Stack size of the flush thread.
 const FLUSH_STACK: usize = 2 << 20;
@@ -55,9 +52,6 @@ pub struct Instance {
     init_thread: ThreadId,
     warned_no_workers: AtomicBool,
     in_flight: Mutex<usize>,
-    /// Test hook: `FLUENT_BIT_DATADOG_FAULT=panic` makes every flush panic (with the key in
-    /// the message) so tests can check the boundary catches it and redacts the key.
-    fault_panic: bool,
     idle: Condvar,
     closed: AtomicBool,
 }
@@ -93,7 +87,6 @@ impl Instance {
             init_thread: std::thread::current().id(),
             warned_no_workers: AtomicBool::new(false),
             in_flight: Mutex::new(0),
-            fault_panic: std::env::var(FAULT_ENV).is_ok_and(|v| v == "panic"),
             idle: Condvar::new(),
             closed: AtomicBool::new(false),
             config,
@@ -199,9 +192,8 @@ impl Instance {
     /// The whole path of one chunk, on the flush thread.
     fn process(&self, data: &[u8], tag: &str) -> Verdict {
         let started = Instant::now();
-        if self.fault_panic {
-            panic!("injected fault for key {}", self.config.api_key.expose());
-        }
+        #[cfg(feature = "test-hooks")]
+        crate::fault::before_flush(self.config.api_key.expose());
         let (url, site) = match self.resolver.target() {
             Target::Ready { url, site } => (url, site),
             _ => match self.wait_for_site() {
@@ -293,33 +285,45 @@ impl Instance {
             return Verdict::Ok;
         }
         let key = (!self.memory.is_empty()).then(|| flush::chunk_key(tag, data));
-        let mut done = key
-            .and_then(|k| self.memory.take(k, objects))
-            .unwrap_or_else(|| vec![false; objects]);
-        let resumed = done.iter().any(|d| *d);
+        let remembered = key.and_then(|k| self.memory.take(k, objects));
+        let resumed = remembered.is_some();
+        let mut done = remembered.unwrap_or_else(|| vec![false; objects]);
         if resumed {
             events.emit(Event::ChunkResumed {
                 pending: done.iter().filter(|d| !**d).count() as u64,
             });
         }
 
-        let delivery = flush::deliver(
-            &self.client,
-            url,
-            batches,
-            &mut done,
-            self.config.max_concurrency,
-            events,
-        );
+        // A panic while sending (the flush thread's own requests) must not lose what was
+        // accepted before it: the flags are remembered, then the panic goes on to the join
+        // that turns it into a RETRY.
+        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            flush::deliver(
+                &self.client,
+                url,
+                batches,
+                &mut done,
+                self.config.max_concurrency,
+                events,
+            )
+        }));
+        let delivery = match sent {
+            Ok(delivery) => delivery,
+            Err(panic) => {
+                self.memory
+                    .put(key.unwrap_or_else(|| flush::chunk_key(tag, data)), done);
+                std::panic::resume_unwind(panic)
+            }
+        };
         let verdict = verdict::verdict(&FlushReport {
             site: Site::Ready,
             objects: objects as u64,
             delivery,
         });
 
-        if let Verdict::Retry(RetryReason::Undelivered { .. }) = &verdict
-            && done.iter().any(|d| *d)
-        {
+        // Every chunk handed back is remembered (not only a partly delivered one), so its
+        // retry counts as retried logs and sends only what is still pending.
+        if let Verdict::Retry(RetryReason::Undelivered { .. }) = &verdict {
             self.memory
                 .put(key.unwrap_or_else(|| flush::chunk_key(tag, data)), done);
         }

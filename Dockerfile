@@ -9,11 +9,38 @@
 # build machine's own platform by scripts/release.sh (cargo-zigbuild, glibc 2.17 floor), so a
 # multi-arch build does not compile Rust under QEMU.
 #
-# Base image: a pinned 2.x tag (Amazon Linux 2, glibc 2.26, Fluent Bit 1.9.10). For the 3.x line
-# (Amazon Linux 2023, glibc 2.34, Fluent Bit 4.x/5.x) pass e.g.
-#   --build-arg AWS_FOR_FLUENT_BIT_TAG=3.2.1
-# Never use `latest` or `stable`: they move, and `stable` stays on 2.x.
-ARG AWS_FOR_FLUENT_BIT_TAG=2.34.3.20260423
+# Base image: a pinned 3.x tag (Amazon Linux 2023, glibc 2.34, Fluent Bit 5.0.x).
+# 3.4.5 is the newest tag confirmed in aws/aws-for-fluent-bit itself: its linux.version (commit
+# 02c04aa8437dff3e3db2f9bcc735bdc1a77bd59f) lists "major-version": "3", "release-version":
+# "3.4.5", Fluent Bit v5.0.7, "publish": "true". Later 3.4.x tags are reported elsewhere (3.4.8 in
+# aws-samples/appmod-blueprints PR #785; 3.4.16 in aws/eks-charts PR #1372, an open, unmerged
+# PR) but no aws/aws-for-fluent-bit release PR or file seen for them: move the pin up after
+# checking https://github.com/aws/aws-for-fluent-bit/releases.
+#
+# 2.x (Amazon Linux 2, glibc 2.26, Fluent Bit 1.9.10) reached end of life on 2026-06-30
+# (aws/aws-for-fluent-bit PR #1117, README). The library's glibc 2.17 floor loads in both, so
+# users who still run 2.x can build with
+#   --build-arg AWS_FOR_FLUENT_BIT_TAG=2.34.3.20260623
+# (the 2.x entry of the same linux.version). Never use `latest` or `stable`: they move, and
+# `stable` follows 2.x.
+#
+# What this stage relies on in the 3.x image, and where it was confirmed (aws/aws-for-fluent-bit):
+#   - /fluent-bit/{firehose,cloudwatch,kinesis}.so: scripts/dockerfiles/runtime/Dockerfile
+#     (commit 3df8e73dbed110a318e7e8cf5e1464186bb6144e) copies the three Go plugins there; the
+#     3.x release PRs (#1016, #1037, #1069, #1070) list the CloudWatch, Kinesis and Firehose
+#     Go plugins.
+#   - AWS's command: the same Dockerfile ends in CMD ["/entrypoint.sh"]; entrypoint.sh (commit
+#     ef67ec80f8b5fbdf439f90fffccc45af3cbee96d) runs fluent-bit with those three -e flags and
+#     -c /fluent-bit/etc/fluent-bit.conf, the file FireLens mounts. Our CMD repeats it.
+#   - /bin/sh and cat: the 3.x runtime is a dnf --installroot sysroot on scratch
+#     (runtime/Dockerfile.deps-al2023); bash and coreutils are in its package list (PR #1026),
+#     and runtime/Dockerfile itself runs shell-form RUN steps in it.
+#   - curl, for the health checks: in runtime/Dockerfile.deps-al2023 since 3.0.1 (PR #1026,
+#     release PR #1037). 2.x images have curl too.
+# If a Go plugin were ever missing, `-e` on its path would stop Fluent Bit at start. The
+# Plugins_File route does not depend on those paths: keep AWS's own command and point
+# FireLens at /fluent-bit/plugins/datadog_logs.conf (README, "Two ways to load the plugin").
+ARG AWS_FOR_FLUENT_BIT_TAG=3.4.5
 ARG RUST_IMAGE=rust:1-bookworm
 
 # ------------------------------------------------------------------ plugin (cross-compiled)
@@ -43,7 +70,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=fluent-bit-datadog-mock-target,sharing=locked \
-    cargo build --release --locked --bin mock_intake \
+    cargo build --release --locked -p mock-intake \
  && install -D target/release/mock_intake /out/mock_intake
 
 FROM debian:bookworm-slim AS mock-intake

@@ -10,8 +10,7 @@
 //! Timings are the median of several samples of at least 20 ms each; compare ratios taken
 //! in one run.
 
-#[path = "../tests/conformance_host/host.rs"]
-mod host;
+use conformance_host as host;
 
 use fluent_bit_datadog::batch;
 use fluent_bit_datadog::map::{Mapper, Scratch};

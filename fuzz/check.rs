@@ -10,9 +10,7 @@ use fluent_bit_datadog::options::Config;
 use serde::Deserialize;
 use std::sync::OnceLock;
 
-#[path = "../tests/common/no_dup.rs"]
-mod no_dup;
-use no_dup::NoDup;
+use test_support::json::NoDup;
 
 fn mapper() -> &'static Mapper {
     static M: OnceLock<Mapper> = OnceLock::new();

@@ -12,12 +12,16 @@ Checks (every failure is reported, then the exit status is 1):
     fluentd log driver sends to the published forward port with a tag the datadog_logs output
     matches, the router's health check, and every ${VAR} of fluent-bit.conf set for the router.
   - Dockerfile: stages referenced by --from exist, files COPY'd from the context exist and are
-    not excluded by .dockerignore, the base image tag is pinned (not latest/stable), the CMD keeps
+    not excluded by .dockerignore, the base image tag is a pinned 3.x tag, the CMD keeps
     AWS's three -e flags and adds the plugin, nothing is copied under /fluent-bit/etc.
   - fluent-bit.conf (classic) and fluent-bit.yaml: parse, contain one datadog_logs output with
     the same options, use only datadog_logs options (src/options.rs KEYS) or Fluent Bit core keys,
     and load the plugin from the path the image installs it at; docker/plugins.conf and
     docker/datadog_logs.conf point at files the image provides.
+  - the base tag: the Dockerfile's default 3.x tag is docker-compose.yml's default, is named in
+    the README and ends the task definition's log router image tag (-afb<tag>); every
+    AWS_FOR_FLUENT_BIT_TAG=<tag> shown in the Dockerfile, compose file and README is that tag or
+    the one documented 2.x tag.
   - examples/ecs-task-definition.json: valid JSON with the Fargate, FireLens, health check,
     awslogs, awsfirelens and secretOptions fields the README describes.
 
@@ -66,6 +70,11 @@ IMAGE_CONF_PATH = "/fluent-bit/plugins/datadog_logs.conf"
 FIRELENS_CONF_PATH = "/fluent-bit/etc/fluent-bit.conf"
 AWS_GO_PLUGINS = ["/fluent-bit/firehose.so", "/fluent-bit/cloudwatch.so", "/fluent-bit/kinesis.so"]
 AFB_IMAGE = "public.ecr.aws/aws-observability/aws-for-fluent-bit"
+# Pinned aws-for-fluent-bit tags: 3.x (the default) and 2.x (end of life, a documented build arg).
+AFB_3X_TAG = re.compile(r"3\.\d+\.\d+")
+AFB_2X_TAG = re.compile(r"2\.\d+\.\d+(?:\.\d{8})?")
+BUILD_ARG_RE = re.compile(r"AWS_FOR_FLUENT_BIT_TAG=([0-9][0-9.]*[0-9])")
+README = "README.md"
 
 DUMMY_API_KEY = "0123456789abcdef0123456789abcdef"
 PLACEHOLDER_ENDPOINT = "http://127.0.0.1:8080"
@@ -300,9 +309,9 @@ def check_dockerfile():
           "Dockerfile: the last stage should be `image`, so `docker buildx build .` builds the log router image")
 
     tag = df.global_args.get("AWS_FOR_FLUENT_BIT_TAG", "")
-    check(re.fullmatch(r"2\.\d+\.\d+(\.\d+)?", tag) is not None,
-          f"Dockerfile: base tag pinned to 2.x ({tag})",
-          f"Dockerfile: ARG AWS_FOR_FLUENT_BIT_TAG must default to a pinned 2.x tag, not `{tag}`")
+    check(AFB_3X_TAG.fullmatch(tag) is not None,
+          f"Dockerfile: base tag pinned to 3.x ({tag})",
+          f"Dockerfile: ARG AWS_FOR_FLUENT_BIT_TAG must default to a pinned 3.x tag (2.x is end of life), not `{tag}`")
 
     image = df.stage("image")
     if image:
@@ -621,6 +630,62 @@ def check_compose(df, classic):
     return env
 
 
+# --------------------------------------------------------------------- the base image tag
+
+def check_base_tag(df):
+    """The Dockerfile's default aws-for-fluent-bit tag is the one docker-compose.yml, the README
+    and the task definition's image name; every `AWS_FOR_FLUENT_BIT_TAG=` they show is that 3.x
+    tag or the one documented 2.x tag."""
+    default = df.global_args.get("AWS_FOR_FLUENT_BIT_TAG", "") if df else ""
+    if not check(AFB_3X_TAG.fullmatch(default) is not None, f"base tag: default {default} is 3.x",
+                 f"base tag: no pinned 3.x default in {DOCKERFILE} (found `{default}`); the other files cannot be checked"):
+        return
+    texts = {}
+    for rel in (DOCKERFILE, COMPOSE, README):
+        try:
+            texts[rel] = read(rel)
+        except OSError as e:
+            fail(f"base tag: {rel}: {e}")
+    # docker-compose.yml builds the log router with the same default.
+    try:
+        doc = yaml.safe_load(texts.get(COMPOSE, "")) or {}
+        arg = (((doc.get("services") or {}).get("log-router") or {}).get("build") or {}).get("args", {}).get("AWS_FOR_FLUENT_BIT_TAG")
+    except (yaml.YAMLError, AttributeError) as e:
+        arg = None
+        fail(f"base tag: {COMPOSE}: {e}")
+    check(arg == "${AWS_FOR_FLUENT_BIT_TAG:-" + default + "}",
+          f"base tag: {COMPOSE} log-router defaults to {default}",
+          f"base tag: {COMPOSE} log-router must have build arg AWS_FOR_FLUENT_BIT_TAG: ${{AWS_FOR_FLUENT_BIT_TAG:-{default}}} (found `{arg}`)")
+    # The documented build args: the 3.x default, or one 2.x tag everywhere.
+    shown = [(rel, t) for rel, text in texts.items() for t in BUILD_ARG_RE.findall(text)]
+    two = sorted({t for _, t in shown if AFB_2X_TAG.fullmatch(t)})
+    check(len(two) == 1, f"base tag: one documented 2.x tag ({', '.join(two)})",
+          f"base tag: {DOCKERFILE}, {COMPOSE} and {README} must document exactly one 2.x build arg (found {two or 'none'})")
+    for rel in (DOCKERFILE, README):
+        check(any(r == rel and t in two for r, t in shown), f"base tag: {rel} documents the 2.x build arg",
+              f"base tag: {rel} must show the 2.x build arg AWS_FOR_FLUENT_BIT_TAG=<2.x tag>")
+    for rel, t in shown:
+        check(t == default or t in two, f"base tag: {rel} shows AWS_FOR_FLUENT_BIT_TAG={t}",
+              f"base tag: {rel} shows AWS_FOR_FLUENT_BIT_TAG={t}, neither the default {default} nor the documented 2.x tag")
+    readme = texts.get(README, "")
+    check(f"`{default}`" in readme and f"-afb{default}" in readme, f"base tag: {README} names {default}",
+          f"base tag: {README} must name the default `{default}` and the image tag suffix -afb{default}")
+    # No stale pins: any other 3.x tag in backticks in the README is a leftover default.
+    stale = sorted({t for t in re.findall(r"`(3\.\d+\.\d+)`", readme) if t != default})
+    check(not stale, f"base tag: {README} names no other 3.x tag",
+          f"base tag: {README} names 3.x tag(s) {stale} other than the default {default}")
+    # The task definition runs the image built on that tag.
+    try:
+        td = json.loads(read(TASK_DEF))
+        images = [c.get("image", "") for c in td.get("containerDefinitions") or [] if "firelensConfiguration" in c]
+    except (OSError, ValueError, AttributeError) as e:
+        images = []
+        fail(f"base tag: {TASK_DEF}: {e}")
+    check(len(images) == 1 and images[0].endswith(f"-afb{default}"),
+          f"base tag: {TASK_DEF} log router image is built on {default}",
+          f"base tag: {TASK_DEF}: the log router image tag must end in -afb{default} (found {images})")
+
+
 # ------------------------------------------------------------------------- task definition
 
 def check_task_definition():
@@ -735,6 +800,7 @@ def main():
     check_image_confs()
     env = check_compose(df, classic) or {}
     task = check_task_definition() or []
+    check_base_tag(df)
 
     lines = []
     if classic:

@@ -219,7 +219,7 @@ build_arch() {
     # The shipped library carries symbols but no debug info (the release profile keeps line
     # tables for profiling; they would make the .so about five times larger).
     if ! CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
-        cargo zigbuild --release --locked --lib --no-default-features --target "$triple.$GLIBC_FLOOR" >&2; then
+        cargo zigbuild --release --locked -p fluent-bit-datadog --lib --target "$triple.$GLIBC_FLOOR" >&2; then
         say "error: cargo zigbuild failed for $triple"
         return 1
     fi
@@ -254,7 +254,7 @@ test_arch() {
             die "no $arch C library in $sysroot (apt-get install libc6-$([ "$arch" = aarch64 ] && echo arm64 || echo "$arch")-cross)"
         runner=(env "QEMU_LD_PREFIX=$sysroot" "qemu-$arch")
     fi
-    exes="$(cargo-zigbuild test --no-run --release --locked --no-default-features --target "$triple" \
+    exes="$(cargo-zigbuild test --no-run --release --locked -p fluent-bit-datadog --target "$triple" \
         --lib --test properties --test fuzz_corpus --message-format=json |
         "$PYTHON" -c 'import json, sys
 for line in sys.stdin:

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-1000000}
-cargo build --release --quiet --lib --bin conformance_host --bin mock_intake
+cargo build --release --quiet -p fluent-bit-datadog -p conformance-host -p mock-intake
 mock_out=$(mktemp)
 target/release/mock_intake --addr 127.0.0.1:0 --quiet --api-key soak-key-0123456789abcdef >"$mock_out" 2>/dev/null &
 mock_pid=$!

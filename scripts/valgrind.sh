@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
-cargo build --quiet --lib --bin conformance_host --bin mock_intake
+cargo build --quiet -p fluent-bit-datadog -p conformance-host -p mock-intake
 key=valgrind-key-0123456789abcdef01
 mock_out=$(mktemp)
 target/debug/mock_intake --addr 127.0.0.1:0 --quiet --api-key "$key" >"$mock_out" 2>/dev/null &

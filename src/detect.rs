@@ -1,24 +1,36 @@
 //! Which intake to send to: the configured site or endpoint, or the site that owns the key.
 //!
 //! When neither `site`, `endpoint` nor `DD_SITE` is given, a background thread started at Init
-//! asks `GET https://api.<site>/api/v1/validate` on every commercial site at once (never the
-//! government sites) and picks the first, in [`crate::site::SITES`] order, that accepts the
-//! key. Flushes wait for the answer (RETRY until known). When every site refuses the key the
-//! target becomes [`Target::Failed`]; when some could not be asked (timeout, network), the
-//! probe is tried again later. The same probe explains a 403 from a configured site.
+//! asks every commercial site at once (never the government sites) whether it owns the key,
+//! in two ways per site: `GET https://api.<site>/api/v1/validate` and an empty
+//! `POST https://http-intake.logs.<site>/api/v2/logs` (body `[]`, no log in it). A site owns
+//! the key when either answer accepts it; see [`Client::probe_intake`] for how an intake
+//! answer is read. The intake probe is what finds the site where only the intake hosts are
+//! reachable (egress allowlists) or where `api.<site>` rate-limits the validate call.
+//!
+//! Until the site is known a flush waits for it on its own thread ([`Resolver::wait_target`])
+//! instead of asking Fluent Bit to retry, so waiting spends none of the `Retry_Limit` budget.
+//! A round with no verdict for the owner ([`Probe::Unknown`]) and a round where every site
+//! refuses the key ([`Probe::NoneAccepts`]) are both probed again, after a backoff that
+//! doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]; each change of the outcome is one log
+//! line. The same probe explains a 403 from a configured site.
 
 use crate::log::{self, Level};
 use crate::options::{Config, Destination};
 use crate::send::{Client, Validation};
 use crate::site::Site;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Longest a validation probe may take (shorter when `timeout` is shorter).
+/// Longest one probe request may take (shorter when `timeout` is shorter).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait before probing again when some sites could not be asked.
-pub const REPROBE_AFTER: Duration = Duration::from_secs(30);
+/// First pause before probing again after a round without a site.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest pause between two probe rounds.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// The backoff under the test option `site_probe`, so tests of re-probing stay short.
+const TEST_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(400));
 
 /// A site that can be probed: its name for messages, its API base and its intake URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +39,7 @@ pub struct Candidate {
     pub name: String,
     /// Where `/api/v1/validate` lives.
     pub api_base: String,
-    /// Where logs go.
+    /// Where logs go (and where the empty intake probe is posted).
     pub intake_url: String,
 }
 
@@ -42,14 +54,21 @@ impl Candidate {
 }
 
 /// The sites auto-detection probes: the commercial sites, or the test override.
+///
+/// A `site_probe` entry is `name=BASE` (one base URL serving both `/api/v1/validate` and
+/// `/api/v2/logs`) or `name=API_BASE|INTAKE_BASE` (two hosts, as Datadog has).
 pub fn candidates(cfg: &Config) -> Vec<Candidate> {
     match &cfg.probe_override {
         Some(list) => list
             .iter()
-            .map(|(name, url)| Candidate {
-                name: name.clone(),
-                api_base: url.clone(),
-                intake_url: format!("{url}/api/v2/logs"),
+            .map(|(name, url)| {
+                let (api, intake) = url.split_once('|').unwrap_or((url, url));
+                let intake = intake.trim().trim_end_matches('/');
+                Candidate {
+                    name: name.clone(),
+                    api_base: api.trim().trim_end_matches('/').to_string(),
+                    intake_url: format!("{intake}/api/v2/logs"),
+                }
             })
             .collect(),
         None => Site::commercial().map(Candidate::of).collect(),
@@ -66,9 +85,9 @@ pub enum Target {
         /// Site name (or the endpoint's host).
         site: String,
     },
-    /// Auto-detection has not answered yet.
+    /// Auto-detection has no answer yet (still asking, or no verdict so far).
     Pending,
-    /// No site accepts the key.
+    /// The last probe round found that no site accepts the key (probed again later).
     Failed,
 }
 
@@ -83,19 +102,38 @@ pub enum Probe {
     Unknown(String),
 }
 
-/// Asks every candidate at once whether it accepts the key.
+/// One site's verdict from its two answers: accepted by either, else refused by either, else
+/// no verdict. (A key belongs to one site; its API and intake cannot both answer and differ
+/// except while a key is being created or revoked, when "accepted" is the useful reading.)
+fn combine(validate: Validation, intake: Validation) -> Validation {
+    match (validate, intake) {
+        (Validation::Valid, _) | (_, Validation::Valid) => Validation::Valid,
+        (Validation::Invalid, _) | (_, Validation::Invalid) => Validation::Invalid,
+        (Validation::Unknown(a), Validation::Unknown(b)) => {
+            Validation::Unknown(format!("validate {a}, intake {b}"))
+        }
+    }
+}
+
+/// Asks every candidate at once, through its API and its intake, whether it accepts the key.
+/// Takes at most `timeout` (each request is bounded by it; all run in parallel).
 pub fn probe(client: &Client, list: &[Candidate], timeout: Duration) -> Probe {
     let answers: Vec<Validation> = std::thread::scope(|s| {
         let handles: Vec<_> = list
             .iter()
-            .map(|c| s.spawn(move || client.validate(&c.api_base, timeout)))
+            .map(|c| {
+                let api = s.spawn(move || client.validate(&c.api_base, timeout));
+                let intake = s.spawn(move || client.probe_intake(&c.intake_url, timeout));
+                (api, intake)
+            })
             .collect();
+        let joined = |h: std::thread::ScopedJoinHandle<'_, Validation>| {
+            h.join()
+                .unwrap_or_else(|_| Validation::Unknown("probe panicked".into()))
+        };
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Validation::Unknown("probe panicked".into()))
-            })
+            .map(|(api, intake)| combine(joined(api), joined(intake)))
             .collect()
     });
     if let Some(i) = answers.iter().position(|a| *a == Validation::Valid) {
@@ -116,13 +154,29 @@ pub fn probe(client: &Client, list: &[Candidate], timeout: Duration) -> Probe {
     }
 }
 
+/// The kind of a probe round's outcome, to log each change once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Found,
+    NoneAccepts,
+    Unknown,
+}
+
+#[derive(Debug)]
+struct State {
+    target: Target,
+    /// Set at exit: waits end, the probe loop stops.
+    stopped: bool,
+}
+
 /// Resolves and holds the instance's target.
 #[derive(Debug)]
 pub struct Resolver {
-    target: RwLock<Target>,
+    state: Mutex<State>,
+    changed: Condvar,
     candidates: Vec<Candidate>,
     probe_timeout: Duration,
-    last_probe: Mutex<Option<Instant>>,
+    backoff: (Duration, Duration),
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Cached answer for the 403 explanation: `Some(None)` = valid nowhere.
     explained_403: Mutex<Option<Option<String>>>,
@@ -143,34 +197,71 @@ impl Resolver {
             Destination::AutoDetect => Target::Pending,
         };
         Resolver {
-            target: RwLock::new(target),
+            state: Mutex::new(State {
+                target,
+                stopped: false,
+            }),
+            changed: Condvar::new(),
             candidates: candidates(cfg),
             probe_timeout: cfg.timeout.min(PROBE_TIMEOUT),
-            last_probe: Mutex::new(None),
+            backoff: if cfg.probe_override.is_some() {
+                TEST_BACKOFF
+            } else {
+                (BACKOFF_MIN, BACKOFF_MAX)
+            },
             thread: Mutex::new(None),
             explained_403: Mutex::new(None),
         }
     }
 
-    /// The current target.
-    pub fn target(&self) -> Target {
-        self.target
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts the background probe if the target is pending and no probe ran recently.
-    pub fn start(self: &Arc<Self>, client: Arc<Client>, name: Arc<str>) {
-        if self.target() != Target::Pending {
-            return;
+    /// The current target.
+    pub fn target(&self) -> Target {
+        self.lock().target.clone()
+    }
+
+    /// The target once auto-detection has an answer: waits while it is [`Target::Pending`],
+    /// for at most `bound`, and not after [`Resolver::stop`]. Returns `Pending` only when the
+    /// bound passed (or the instance is exiting) with the site still unknown.
+    pub fn wait_target(&self, bound: Duration) -> Target {
+        let st = self.wait_while(self.lock(), bound, |st| st.target == Target::Pending);
+        st.target.clone()
+    }
+
+    /// Waits on the state's condition variable while `cond` holds, for at most `bound`, and
+    /// not after [`Resolver::stop`].
+    fn wait_while<'a>(
+        &self,
+        mut st: MutexGuard<'a, State>,
+        bound: Duration,
+        cond: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        let deadline = Instant::now() + bound;
+        while cond(&st) && !st.stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
+        st
+    }
+
+    /// Starts the probe loop unless the target is ready, the loop runs, or the instance exits.
+    /// The loop probes until a site accepts the key, pausing with backoff between rounds.
+    pub fn start(self: &Arc<Self>, client: Arc<Client>, name: Arc<str>) {
         {
-            let mut last = self.last_probe.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < REPROBE_AFTER) {
+            let st = self.lock();
+            if st.stopped || matches!(st.target, Target::Ready { .. }) {
                 return;
             }
-            *last = Some(Instant::now());
         }
         let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
@@ -182,7 +273,7 @@ impl Resolver {
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("dd-site-probe".into())
-            .spawn(move || me.run_probe(&client, &name));
+            .spawn(move || me.run(&client, &name));
         match spawned {
             Ok(h) => *slot = Some(h),
             Err(e) => log::write(
@@ -193,48 +284,70 @@ impl Resolver {
         }
     }
 
-    fn run_probe(&self, client: &Client, name: &str) {
-        let names: Vec<&str> = self.candidates.iter().map(|c| c.name.as_str()).collect();
-        let verdict = probe(client, &self.candidates, self.probe_timeout);
-        let new = match verdict {
+    /// The probe loop: one round, then (unless a site was found) a pause that doubles each
+    /// time up to the maximum, until found or stopped.
+    fn run(&self, client: &Client, name: &str) {
+        let (mut pause, max) = self.backoff;
+        let mut last: Option<Outcome> = None;
+        loop {
+            if self.lock().stopped {
+                return;
+            }
+            let verdict = probe(client, &self.candidates, self.probe_timeout);
+            let (target, outcome) = self.judge(verdict, name, last, max);
+            last = Some(outcome);
+            let mut st = self.lock();
+            st.target = target;
+            self.changed.notify_all();
+            if outcome == Outcome::Found {
+                return;
+            }
+            drop(self.wait_while(st, pause, |_| true));
+            pause = (pause * 2).min(max);
+        }
+    }
+
+    /// The target a round's verdict implies; logs one line when the outcome changed.
+    fn judge(
+        &self,
+        verdict: Probe,
+        name: &str,
+        last: Option<Outcome>,
+        max: Duration,
+    ) -> (Target, Outcome) {
+        let (target, outcome, level, line) = match verdict {
             Probe::Found(c) => {
-                log::write(
-                    Level::Info,
-                    name,
-                    &format!(
-                        "site auto-detection: the API key belongs to {}; sending to {} (set `site` to skip this probe)",
-                        c.name, c.intake_url
-                    ),
+                let line = format!(
+                    "site auto-detection: the API key belongs to {}; sending to {} (set `site` to skip this probe)",
+                    c.name, c.intake_url
                 );
-                Target::Ready {
+                let target = Target::Ready {
                     url: c.intake_url,
                     site: c.name,
-                }
+                };
+                (target, Outcome::Found, Level::Info, line)
             }
             Probe::NoneAccepts => {
-                log::write(
-                    Level::Error,
-                    name,
-                    &format!(
-                        "site auto-detection: no Datadog site accepts the API key (asked {}); check the key, or set `site` to your account's site (e.g. `site ap1`) and `apikey` to a key from it",
-                        names.join(", ")
-                    ),
+                let names: Vec<&str> = self.candidates.iter().map(|c| c.name.as_str()).collect();
+                let line = format!(
+                    "site auto-detection: no Datadog site accepts the API key (asked {}); chunks are retried meanwhile and the sites are asked again with backoff (up to every {}s). Check the key, or set `site` to your account's site (e.g. `site ap1`) and `apikey` to a key from it",
+                    names.join(", "),
+                    max.as_secs()
                 );
-                Target::Failed
+                (Target::Failed, Outcome::NoneAccepts, Level::Error, line)
             }
             Probe::Unknown(why) => {
-                log::write(
-                    Level::Warn,
-                    name,
-                    &format!(
-                        "site auto-detection: no site accepted the API key yet and some could not be asked ({why}); retrying in {}s. Set `site` to skip the probe",
-                        REPROBE_AFTER.as_secs()
-                    ),
+                let line = format!(
+                    "site auto-detection: no site accepted the API key yet and some could not be asked ({why}); asking again with backoff (up to every {}s), flushes wait for the answer. Set `site` to skip the probe",
+                    max.as_secs()
                 );
-                Target::Pending
+                (Target::Pending, Outcome::Unknown, Level::Warn, line)
             }
         };
-        *self.target.write().unwrap_or_else(|e| e.into_inner()) = new;
+        if last != Some(outcome) {
+            log::write(level, name, &line);
+        }
+        (target, outcome)
     }
 
     /// After a 403 from `site`: the name of another site where the key is valid (probed once,
@@ -259,8 +372,15 @@ impl Resolver {
         answer.flatten()
     }
 
-    /// Waits for a running probe to end (it is bounded by the probe timeout).
+    /// Ends waits in [`Resolver::wait_target`] and stops the probe loop after its round.
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Stops the probe loop and waits for it to end (a round is bounded by the probe timeout).
     pub fn join(&self) {
+        self.stop();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = h.join();
@@ -273,5 +393,22 @@ pub fn site_advice(name: &str) -> String {
     match Site::parse(name) {
         Some(s) => format!("set `site {}`", s.short),
         None => format!("set `site {name}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn either_answer_accepting_the_key_is_enough() {
+        use Validation::{Invalid, Unknown, Valid};
+        let u = || Unknown("HTTP 429".into());
+        assert_eq!(combine(u(), Valid), Valid);
+        assert_eq!(combine(Valid, u()), Valid);
+        assert_eq!(combine(Invalid, Valid), Valid);
+        assert_eq!(combine(u(), Invalid), Invalid);
+        assert_eq!(combine(Invalid, Invalid), Invalid);
+        assert!(matches!(combine(u(), u()), Unknown(_)));
     }
 }

@@ -13,7 +13,7 @@
 //! 4. [`map`]: each record becomes one Datadog object, written straight into the JSON payload
 //!    ([`json`] escapes its strings);
 //! 5. [`batch`]: objects are cut into requests of at most 1000 objects and 5 MB;
-//! 6. [`flush`] and [`send`]: requests go out in parallel, gzipped; 400/413 are split, 5xx and
+//! 6. [`flush`] and [`send`] (TLS set up by [`tls`]): requests go out in parallel, gzipped; 400/413 are split, 5xx and
 //!    network errors keep the chunk for Fluent Bit's retry, and accepted requests are
 //!    remembered so the retry sends only what is missing.
 //!
@@ -38,6 +38,7 @@ pub mod options;
 pub mod send;
 pub mod site;
 pub mod stats;
+pub mod tls;
 pub mod worker;
 
 #[cfg(all(test, feature = "bindgen"))]

@@ -32,6 +32,7 @@ pub const KEYS: &[&str] = &[
     "timeout",
     "proxy",
     "tls_ca_file",
+    "tls_verify",
     "max_concurrency",
     "site_probe",
 ];
@@ -99,6 +100,8 @@ pub struct Config {
     pub proxy: Option<String>,
     /// Extra CA bundle (PEM) to trust.
     pub tls_ca_file: Option<PathBuf>,
+    /// `tls_verify` (default on): check the intake's certificate. Off accepts any.
+    pub tls_verify: bool,
     /// Requests of one flush in flight at once.
     pub max_concurrency: usize,
 }
@@ -120,6 +123,7 @@ impl fmt::Debug for Config {
             .field("timeout", &self.timeout)
             .field("proxy", &self.proxy)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_verify", &self.tls_verify)
             .field("max_concurrency", &self.max_concurrency)
             .finish()
     }
@@ -340,6 +344,11 @@ impl Config {
                 Some(PathBuf::from(path.trim()))
             }
         };
+        let tls_verify = match get("tls_verify") {
+            None => true,
+            Some(v) => parse_bool(&v)
+                .ok_or_else(|| bad("tls_verify", &v, "on/true/yes or off/false/no"))?,
+        };
         let max_concurrency = match get("max_concurrency") {
             None => DEFAULT_MAX_CONCURRENCY,
             Some(v) => v
@@ -378,6 +387,7 @@ impl Config {
             timeout,
             proxy,
             tls_ca_file,
+            tls_verify,
             max_concurrency,
         })
     }
@@ -572,6 +582,7 @@ mod tests {
             ("timeout", "0", "duration"),
             ("proxy", "socks5://p:1080", "HTTP proxy URL"),
             ("tls_ca_file", "/nonexistent.pem", "readable PEM"),
+            ("tls_verify", "maybe", "on/true/yes or off/false/no"),
             ("max_concurrency", "0", "1 to 64"),
             ("site_probe", "nourl", "name=http"),
         ];
@@ -620,6 +631,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.tag_key.as_deref(), Some("fluent_tag"));
         assert_eq!(c.date_key.as_deref(), Some("ts"));
+    }
+
+    #[test]
+    fn tls_verify_is_on_unless_turned_off() {
+        assert!(cfg(&[("apikey", KEY)]).unwrap().tls_verify);
+        assert!(
+            cfg(&[("apikey", KEY), ("tls_verify", "Yes")])
+                .unwrap()
+                .tls_verify
+        );
+        assert!(
+            !cfg(&[("apikey", KEY), ("tls_verify", "off")])
+                .unwrap()
+                .tls_verify
+        );
     }
 
     #[test]

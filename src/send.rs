@@ -1,8 +1,8 @@
 //! The HTTP client, compression, and what each intake response means.
 //!
-//! One ureq agent per instance keeps connections alive across flushes. TLS is rustls with the
-//! system's CA bundle (through rustls-platform-verifier), plus `tls_ca_file` when given;
-//! Mozilla's bundled roots are the fallback on a system with no CA bundle.
+//! One ureq agent per instance keeps connections alive across flushes. TLS is rustls, set up by
+//! [`crate::tls`]: the system's CA bundle, plus `tls_ca_file` when given (whose own
+//! certificates are also trusted as server certificates), or nothing with `tls_verify off`.
 //!
 //! | response | meaning |
 //! |---|---|
@@ -12,9 +12,12 @@
 //! | other 4xx (401, 403, ...) | no request will be accepted ([`Outcome::Rejected`]) |
 
 use crate::options::{Compression, Config};
+use crate::tls::TlsConnector;
 use flate2::{Compress, Crc, FlushCompress, Status};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 /// The `User-Agent` and origin version sent with every request.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -106,48 +109,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// The root certificates to trust, and a note for the start-up log line.
-fn root_certs(cfg: &Config) -> Result<(ureq::tls::RootCerts, &'static str), String> {
-    let Some(path) = &cfg.tls_ca_file else {
-        let system = rustls_native_certs::load_native_certs();
-        return Ok(if system.certs.is_empty() {
-            (
-                ureq::tls::RootCerts::WebPki,
-                "bundled Mozilla roots (no system CA bundle found)",
-            )
-        } else {
-            (ureq::tls::RootCerts::PlatformVerifier, "system CA bundle")
-        });
-    };
-    let pem = std::fs::read(path)
-        .map_err(|e| format!("cannot read tls_ca_file {}: {e}", path.display()))?;
-    let mut certs: Vec<ureq::tls::Certificate<'static>> = rustls_native_certs::load_native_certs()
-        .certs
-        .iter()
-        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    for item in ureq::tls::parse_pem(&pem).flatten() {
-        if let ureq::tls::PemItem::Certificate(c) = item {
-            certs.push(c);
-        }
-    }
-    Ok((
-        ureq::tls::RootCerts::Specific(Arc::new(certs)),
-        "system CA bundle and tls_ca_file",
-    ))
-}
-
 impl Client {
-    /// Builds the agent: timeouts, connection pool, proxy and TLS roots from `cfg`.
+    /// Builds the agent: timeouts, connection pool, proxy and TLS trust (see [`crate::tls`])
+    /// from `cfg`.
     /// Returns the client and a description of the trusted roots.
     pub fn new(cfg: &Config) -> Result<(Client, &'static str), String> {
-        let (roots, roots_note) = root_certs(cfg)?;
-        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+        let roots_note = crate::tls::trust_note(cfg);
         let proxy = match &cfg.proxy {
             Some(p) => Some(ureq::Proxy::new(p).map_err(|e| format!("proxy: {e}"))?),
             None => ureq::Proxy::try_from_env(),
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.timeout))
             .timeout_connect(Some(cfg.connect_timeout()))
@@ -162,9 +134,13 @@ impl Client {
             .output_buffer_size(16 * 1024)
             .user_agent(format!("fluent-bit-datadog/{VERSION}"))
             .proxy(proxy)
-            .tls_config(tls)
-            .build()
-            .into();
+            .build();
+        // ureq's default chain without its own TLS step: CONNECT proxy, TCP, then our TLS.
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(TlsConnector::new(cfg));
+        let agent = ureq::Agent::with_parts(config, connector, DefaultResolver::default());
         Ok((
             Client {
                 agent,
@@ -272,18 +248,45 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .call();
-        match result {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let _ = body_start(&mut resp);
-                match status {
-                    200..=299 => Validation::Valid,
-                    401 | 403 => Validation::Invalid,
-                    s => Validation::Unknown(format!("HTTP {s}")),
-                }
+        verdict(result)
+    }
+    /// Asks an intake whether it accepts the key: `POST <url>` with the body `[]`, which
+    /// holds no log, so nothing is stored whatever the answer.
+    ///
+    /// 2xx means the key is accepted; 401/403 that it is not (an intake answers 403 to a key
+    /// of another site). Every other answer (400, 404, 408, 413, 429, 5xx, network) gives no
+    /// verdict: an intake that read the key might still refuse an empty array, but treating
+    /// that as "accepted" could pick the wrong site, while "no verdict" only waits for the
+    /// validate API or the next round.
+    pub fn probe_intake(&self, url: &str, timeout: Duration) -> Validation {
+        let result = self
+            .agent
+            .post(url)
+            .header("DD-API-KEY", &self.api_key)
+            .header("Content-Type", "application/json")
+            .header("DD-EVP-ORIGIN", "fluent-bit-datadog")
+            .header("DD-EVP-ORIGIN-VERSION", VERSION)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(&b"[]"[..]);
+        verdict(result)
+    }
+}
+
+/// What a probe's answer says about the key: 2xx accepted, 401/403 refused, else no verdict.
+fn verdict(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Validation {
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let _ = body_start(&mut resp);
+            match status {
+                200..=299 => Validation::Valid,
+                401 | 403 => Validation::Invalid,
+                s => Validation::Unknown(format!("HTTP {s}")),
             }
-            Err(e) => Validation::Unknown(transport_reason(&e)),
         }
+        Err(e) => Validation::Unknown(transport_reason(&e)),
     }
 }
 

@@ -112,6 +112,10 @@ impl Instance {
                 inst.config.compression
             ),
         );
+        if !inst.config.tls_verify {
+            let line = "tls_verify is off: the intake's certificate is not checked";
+            log::write(Level::Warn, &name, line);
+        }
         resolver.start(client, name);
         Ok(inst)
     }
@@ -191,25 +195,10 @@ impl Instance {
         }
         let (url, site) = match self.resolver.target() {
             Target::Ready { url, site } => (url, site),
-            Target::Pending => {
-                self.resolver.start(self.client.clone(), self.name.clone());
-                self.limiter.write(
-                    Level::Info,
-                    &self.name,
-                    "pending",
-                    "waiting for site auto-detection to find the key's site; the chunk will be retried (set `site` to skip the probe)",
-                );
-                return FLB_RETRY;
-            }
-            Target::Failed => {
-                self.limiter.write(
-                    Level::Error,
-                    &self.name,
-                    "failed",
-                    "no Datadog site accepts the API key: chunk dropped. Check `apikey` and set `site` to your account's site",
-                );
-                return FLB_ERROR;
-            }
+            _ => match self.wait_for_site() {
+                Ok(ready) => ready,
+                Err(code) => return code,
+            },
         };
 
         let mut bufs = self
@@ -227,6 +216,40 @@ impl Instance {
             .unwrap_or_else(|e| e.into_inner())
             .push(bufs);
         code
+    }
+
+    /// While auto-detection has no answer, the flush waits for it here, on its own thread,
+    /// for at most `timeout` (the bound of one request, which the exit wait already allows
+    /// for): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1 by default) on waiting.
+    /// Still unknown after that bound (no site's API nor intake answered), or a key that no
+    /// site accepts (probed again with backoff): RETRY, so a transient answer costs a retry
+    /// rather than the chunk.
+    fn wait_for_site(&self) -> Result<(String, String), i32> {
+        self.resolver.start(self.client.clone(), self.name.clone());
+        match self.resolver.wait_target(self.config.timeout) {
+            Target::Ready { url, site } => Ok((url, site)),
+            Target::Pending => {
+                self.limiter.write(
+                    Level::Warn,
+                    &self.name,
+                    "pending",
+                    &format!(
+                        "the key's site is still unknown after waiting {}s for site auto-detection; the chunk will be retried (set `site` to skip the probe)",
+                        self.config.timeout.as_secs_f32()
+                    ),
+                );
+                Err(FLB_RETRY)
+            }
+            Target::Failed => {
+                self.limiter.write(
+                    Level::Error,
+                    &self.name,
+                    "failed",
+                    "no Datadog site accepts the API key: the chunk will be retried while the sites are asked again. Check `apikey` and set `site` to your account's site",
+                );
+                Err(FLB_RETRY)
+            }
+        }
     }
 
     /// Logs what building found, sends the batches and decides the verdict.
@@ -408,6 +431,8 @@ impl Instance {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Flushes waiting for the site stop waiting (RETRY) rather than hold up the exit.
+        self.resolver.stop();
         let deadline = Instant::now() + wait;
         let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         while *n > 0 {

@@ -3,7 +3,7 @@
 //! instances with the 8-byte 1.9.10 api table, flushes on 24 KiB stacks, concurrent flushes
 //! on one instance, and exit of both (per instance, and 1.9-style with one context).
 
-mod common;
+use test_support as common;
 
 use common::host::{self, Host, Props};
 use common::mock::MockIntake;

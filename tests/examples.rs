@@ -2,7 +2,7 @@
 //! fluent-bit.conf, fluent-bit.yaml and examples/ecs-task-definition.json go through the
 //! plugin's own Init in the conformance host and must be accepted.
 
-mod common;
+use test_support as common;
 
 use common::host::{Host, Props};
 use std::collections::BTreeMap;

@@ -22,9 +22,7 @@ use std::sync::OnceLock;
 // ---------------------------------------------------------------------------------------------
 // msgpack values
 
-#[path = "common/msgpack.rs"]
-mod msgpack;
-use msgpack::{Mp, enc_into, event_time};
+use test_support::msgpack::{Mp, enc_into, event_time};
 
 /// Names the mapping treats specially, and a few others, so keys collide often.
 const NAMES: &[&str] = &[
@@ -323,9 +321,7 @@ fn config() -> BoxedStrategy<Config> {
 // ---------------------------------------------------------------------------------------------
 // checking the output
 
-#[path = "common/no_dup.rs"]
-mod no_dup;
-use no_dup::NoDup;
+use test_support::json::NoDup;
 
 fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(3000)]).into_owned()

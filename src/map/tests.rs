@@ -1,6 +1,6 @@
 //! One test per rule of the mapping (see the module documentation of `map`).
 //!
-//! Records are built with a tiny msgpack writer ([`M`](msgpack::Mp)) because bin, ext and non-string keys
+//! Records are built with a tiny msgpack writer ([`M`](test_support::msgpack::Mp)) because bin, ext and non-string keys
 //! cannot be expressed through serde. Every object a test produces goes through
 //! [`parse_checked`], which rejects invalid JSON and duplicate keys at any depth (a plain
 //! `serde_json::Value` would silently keep the last duplicate).
@@ -13,9 +13,7 @@ use std::collections::HashMap;
 // ---------------------------------------------------------------------------------------------
 // msgpack builder
 
-#[path = "../../tests/common/msgpack.rs"]
-mod msgpack;
-use msgpack::{Mp as M, enc_into, event_time};
+use test_support::msgpack::{Mp as M, enc_into, event_time};
 
 fn s(t: &str) -> M {
     M::Str(t.as_bytes().to_vec())
@@ -97,9 +95,7 @@ fn tags(o: &J) -> Vec<&str> {
 // ---------------------------------------------------------------------------------------------
 // JSON checker: validity and no duplicate keys at any depth
 
-#[path = "../../tests/common/no_dup.rs"]
-mod no_dup;
-use no_dup::NoDup;
+use test_support::json::NoDup;
 
 /// Parses `bytes` as JSON after checking it has no duplicate key at any depth.
 fn parse_checked(bytes: &[u8]) -> J {

@@ -21,8 +21,7 @@
 //! `exit` is `ctx` (ExitCtx per instance), `same_ctx` (Fluent Bit 1.9: the last instance's
 //! context for every instance), `global` (FLBPluginExit) or `none`.
 
-mod host;
-
+use conformance_host as host;
 use host::{Ctx, FIRELENS_TAG, Host, Props};
 use serde_json::{Value, json};
 use std::io::Read;

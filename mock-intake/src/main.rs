@@ -1,7 +1,7 @@
 //! `mock_intake`: a stand-in for the Datadog log intake (`POST /api/v2/logs`).
 //!
 //! Used by the integration tests (spawned as a child process, see
-//! `tests/common/mock.rs`) and by docker compose. It validates requests the
+//! `test-support/src/mock.rs`) and by docker compose. It validates requests the
 //! way Datadog does (API key, compression, size and entry limits, JSON shape),
 //! records the accepted log objects, and can be told over HTTP to inject
 //! faults (error statuses, delays) so retry behaviour can be tested.
@@ -9,11 +9,16 @@
 //! Run it with:
 //!
 //! ```text
-//! cargo run --bin mock_intake -- --addr 127.0.0.1:8080 --print
+//! cargo run -p mock-intake -- --addr 127.0.0.1:8080 --print
 //! ```
 //!
 //! The first line on stdout is always `mock_intake listening on http://IP:PORT`
 //! (the real port when `--addr` used port 0).
+//!
+//! With `--tls-cert PEM --tls-key PEM` the same port also speaks TLS (tokio-rustls): a
+//! connection whose first byte is a TLS handshake record is served over TLS, any other as
+//! plain HTTP, so `https://IP:PORT` is the intake under test while the control API stays on
+//! `http://IP:PORT`. A second stdout line then says `mock_intake serving TLS on https://IP:PORT`.
 //!
 //! Endpoints:
 //! - `POST /api/v2/logs`: the intake. 202 `{}` on success; 401 (no key),
@@ -36,7 +41,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,9 +54,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value, json};
-use tokio::net::TcpListener;
+use serde_json::{Map, Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const LOGS_PATH: &str = "/api/v2/logs";
 const VALIDATE_PATH: &str = "/api/v1/validate";
@@ -76,11 +83,14 @@ const USAGE: &str = "\
 mock_intake: mock Datadog log intake for tests
 
 USAGE: mock_intake [--addr HOST:PORT] [--api-key KEY] [--print] [--quiet]
+                   [--tls-cert PEM --tls-key PEM]
 
   --addr HOST:PORT  address to bind (env MOCK_INTAKE_ADDR, default 127.0.0.1:8080; port 0 = any)
   --api-key KEY     the only accepted DD-API-KEY (env MOCK_INTAKE_API_KEY; default: any non-empty key)
   --print           print every accepted log object as a JSON line on stdout (env MOCK_INTAKE_PRINT=1)
   --quiet           do not log requests on stderr (env MOCK_INTAKE_QUIET=1)
+  --tls-cert PEM    also serve TLS on the same port with this certificate chain (needs --tls-key)
+  --tls-key PEM     the private key of --tls-cert
   --help            show this help
 
 Control API: POST /mock/rules {\"rules\":[...]}, POST /mock/reset, GET /mock/received";
@@ -92,6 +102,8 @@ struct Config {
     api_key: Option<String>,
     print: bool,
     quiet: bool,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 fn env_flag(name: &str) -> bool {
@@ -113,6 +125,8 @@ fn parse_config(mut args: impl Iterator<Item = String>) -> Result<Option<Config>
         api_key: std::env::var("MOCK_INTAKE_API_KEY").ok(),
         print: env_flag("MOCK_INTAKE_PRINT"),
         quiet: env_flag("MOCK_INTAKE_QUIET"),
+        tls_cert: None,
+        tls_key: None,
     };
     while let Some(arg) = args.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -130,9 +144,14 @@ fn parse_config(mut args: impl Iterator<Item = String>) -> Result<Option<Config>
             "--api-key" => config.api_key = Some(value("--api-key")?),
             "--print" => config.print = true,
             "--quiet" => config.quiet = true,
+            "--tls-cert" => config.tls_cert = Some(value("--tls-cert")?),
+            "--tls-key" => config.tls_key = Some(value("--tls-key")?),
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown argument `{arg}`")),
         }
+    }
+    if config.tls_cert.is_some() != config.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
     }
     config.api_key = config
         .api_key
@@ -347,78 +366,9 @@ fn decode_body(encoding: &str, wire: &[u8]) -> Result<Vec<u8>, BodyError> {
     Ok(out)
 }
 
-// ---------------------------------------------------------------- JSON with duplicate-key check
-
-/// A JSON value whose objects (at any depth) were checked for duplicate keys.
-struct CheckedValue(Value);
-
-impl<'de> Deserialize<'de> for CheckedValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CheckedVisitor).map(CheckedValue)
-    }
-}
-
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        CheckedValue::deserialize(d).map(|c| c.0)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(CheckedValue(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut obj = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if obj.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key {key:?}")));
-            }
-            let CheckedValue(v) = map.next_value()?;
-            obj.insert(key, v);
-        }
-        Ok(Value::Object(obj))
-    }
-}
-
 /// Parses a log payload: a JSON array of objects without duplicate keys.
 fn parse_batch(body: &[u8]) -> Result<Vec<Value>, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let CheckedValue(v) =
-        CheckedValue::deserialize(&mut de).map_err(|e| format!("invalid JSON: {e}"))?;
-    de.end().map_err(|e| format!("invalid JSON: {e}"))?;
+    let v = test_support::json::parse(body)?;
     let Value::Array(items) = v else {
         return Err("payload must be a JSON array of objects".into());
     };
@@ -781,8 +731,66 @@ async fn respond(
     }
 }
 
+// ---------------------------------------------------------------- TLS
+
+/// The server side of `--tls-cert`/`--tls-key`: a certificate chain and its key, from PEM.
+fn tls_acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {cert}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--tls-key {key}: {e}"))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves one connection: over TLS when `tls` is set and the client opens with a TLS
+/// handshake record (first byte 0x16), else as plain HTTP.
+async fn serve_connection(
+    http: http1::Builder,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    intake: Arc<Intake>,
+    peer: SocketAddr,
+) {
+    let mut first = [0u8; 1];
+    let handshake = match tls {
+        Some(acceptor) if matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16) => {
+            match acceptor.accept(stream).await {
+                Ok(tls_stream) => {
+                    return serve_http(http, TokioIo::new(tls_stream), intake, peer).await;
+                }
+                Err(e) => e,
+            }
+        }
+        _ => return serve_http(http, TokioIo::new(stream), intake, peer).await,
+    };
+    // Clients that refuse the certificate are what the TLS tests check for.
+    if !intake.config.quiet {
+        eprintln!("mock_intake: TLS handshake with {peer} failed: {handshake}");
+    }
+}
+
+/// Answers the HTTP/1.1 requests of one connection until it closes.
+async fn serve_http<I>(http: http1::Builder, io: I, intake: Arc<Intake>, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let quiet = intake.config.quiet;
+    let service = service_fn(move |req| respond(Arc::clone(&intake), req, peer));
+    if let Err(e) = http.serve_connection(io, service).await {
+        // Unparsable requests (hyper answered 400) and clients that hung up are routine.
+        if !quiet && !e.is_parse() && !e.is_incomplete_message() {
+            eprintln!("mock_intake: cannot send response: {e}");
+        }
+    }
+}
+
 /// Accepts connections forever, serving each one (HTTP/1.1, keep-alive) in its own task.
-async fn serve(listener: TcpListener, intake: Arc<Intake>) {
+async fn serve(listener: TcpListener, intake: Arc<Intake>, tls: Option<TlsAcceptor>) {
     let mut http = http1::Builder::new();
     // A client may shut down its write side once its request is sent and still get the answer.
     // No timer is set, so idle keep-alive connections are kept until the client closes them.
@@ -797,18 +805,8 @@ async fn serve(listener: TcpListener, intake: Arc<Intake>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let quiet = intake.config.quiet;
-        let intake = Arc::clone(&intake);
-        let service = service_fn(move |req| respond(Arc::clone(&intake), req, peer));
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                // Unparsable requests (hyper answered 400) and clients that hung up are routine.
-                if !quiet && !e.is_parse() && !e.is_incomplete_message() {
-                    eprintln!("mock_intake: cannot send response: {e}");
-                }
-            }
-        });
+        let conn = serve_connection(http.clone(), stream, tls.clone(), Arc::clone(&intake), peer);
+        tokio::spawn(conn);
     }
 }
 
@@ -833,6 +831,16 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => match tls_acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                eprintln!("mock_intake: {e}");
+                std::process::exit(2);
+            }
+        },
+        _ => None,
+    };
     install_signal_handlers();
     let bound = listener
         .local_addr()
@@ -840,6 +848,9 @@ fn main() {
     {
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "mock_intake listening on http://{bound}");
+        if tls.is_some() {
+            let _ = writeln!(out, "mock_intake serving TLS on https://{bound}");
+        }
         let _ = out.flush();
     }
     let intake = Arc::new(Intake {
@@ -860,7 +871,7 @@ fn main() {
     };
     runtime.block_on(async move {
         match TcpListener::from_std(listener) {
-            Ok(listener) => serve(listener, intake).await,
+            Ok(listener) => serve(listener, intake, tls).await,
             Err(e) => {
                 eprintln!("mock_intake: cannot listen on {bound}: {e}");
                 std::process::exit(1);

@@ -1,10 +1,6 @@
-#![allow(dead_code)]
-//! Test helper: runs `mock_intake` (the mock Datadog log intake, see
-//! `src/bin/mock_intake.rs`) as a child process on loopback and talks to its
-//! control API (`/mock/received`, `/mock/rules`, `/mock/reset`).
-//!
-//! Include it either as `pub mod mock;` from `tests/common/mod.rs` or with
-//! `#[path = "common/mock.rs"] mod mock;`.
+//! Runs `mock_intake` (the mock Datadog log intake, see `mock-intake/src/main.rs`) as a child
+//! process on loopback and talks to its control API (`/mock/received`, `/mock/rules`,
+//! `/mock/reset`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -83,8 +79,14 @@ impl MockIntake {
     ///
     /// [`reserve_addr`]: MockIntake::reserve_addr
     pub fn start_on(addr: &str, api_key: Option<&str>) -> MockIntake {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mock_intake"));
+        MockIntake::start_with_args(addr, api_key, &[])
+    }
+
+    /// Starts the mock with extra command-line arguments (e.g. `--tls-cert`, `--tls-key`).
+    pub fn start_with_args(addr: &str, api_key: Option<&str>, extra: &[&str]) -> MockIntake {
+        let mut cmd = Command::new(crate::workspace_bin("mock_intake"));
         cmd.args(["--addr", addr, "--quiet"])
+            .args(extra)
             .env_remove("MOCK_INTAKE_ADDR")
             .env_remove("MOCK_INTAKE_API_KEY")
             .env_remove("MOCK_INTAKE_PRINT")

@@ -1,7 +1,6 @@
 //! Tests of the mock Datadog intake itself, over real HTTP on loopback.
 
-#[path = "common/mock.rs"]
-mod mock;
+use test_support::mock;
 
 use std::io::Write;
 use std::process::Command;

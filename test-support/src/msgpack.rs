@@ -1,7 +1,5 @@
 //! A msgpack value tree and its encoder, for building records in tests: written with
 //! `rmp::encode`, so bin, ext, non-string and duplicate keys can be expressed (serde cannot).
-//! Included by `#[path]` from src/map/tests.rs and tests/properties.rs.
-#![allow(dead_code)]
 
 /// A msgpack value.
 #[derive(Clone, Debug)]

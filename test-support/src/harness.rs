@@ -1,11 +1,7 @@
-//! Helpers shared by the integration tests: the mock intake, the conformance host (in
-//! process), and runs of the `conformance_host` binary with captured plugin logs.
-#![allow(dead_code)]
+//! Runs of the `conformance_host` binary with captured plugin logs, and the options the
+//! integration tests give it.
 
-#[path = "../conformance_host/host.rs"]
-pub mod host;
-pub mod mock;
-
+use crate::host;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -56,7 +52,7 @@ pub fn run_host(scenario: &Value) -> Run {
 
 /// Like [`run_host`], with extra environment variables.
 pub fn run_host_env(scenario: &Value, env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conformance_host"));
+    let mut cmd = Command::new(crate::workspace_bin("conformance_host"));
     cmd.arg("-")
         .env("FLB_DATADOG_SO", host::library_path())
         .env("FLUENT_BIT_DATADOG_LOG_LEVEL", "debug")

@@ -420,8 +420,9 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Option<(Timestamp, &'a [u8])>, &'sta
             secs: s.min(i64::MAX as u64 / 1000) as i64,
             nanos: 0,
         },
+        // The same bounds for a number however it is encoded (a positive one may be signed).
         Value::Int(s) => Timestamp {
-            secs: s.max(i64::MIN / 1000),
+            secs: s.clamp(i64::MIN / 1000, i64::MAX / 1000),
             nanos: 0,
         },
         Value::Float(f) if f.is_finite() => {
@@ -1127,7 +1128,7 @@ mod resync_work {
     fn decode(data: &[u8]) -> (Vec<Record<'_>>, u64) {
         let mut c = chunk(data);
         let mut recs = Vec::new();
-        while let Some(item) = c.next() {
+        for item in c.by_ref() {
             if let Item::Record(r) = item {
                 recs.push(r);
             }
@@ -1146,7 +1147,13 @@ mod resync_work {
 
     #[test]
     fn resync_work_is_linear_on_adversarial_damage() {
-        let len = 256 << 10;
+        // The small size first: without the budget it fails in a second, not in hours.
+        for len in [16 << 10, 256 << 10] {
+            assert_adversarial_shapes(len);
+        }
+    }
+
+    fn assert_adversarial_shapes(len: usize) {
         assert_linear_and_last_record_out("reported", &reported_chunk(len));
         let shapes: [(&str, &[u8]); 6] = [
             ("92 00", &[0x92, 0x00]),
@@ -1162,6 +1169,16 @@ mod resync_work {
         for (name, unit) in shapes {
             assert_linear_and_last_record_out(name, &repeated(unit, len));
         }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_map_is_refused_unread() {
+        // [0, [nil x 1000]]: refused after three values, not after reading its 1001.
+        let mut data = vec![0x92, 0x00, 0xdc, 0x03, 0xe8];
+        data.extend([0xc0; 1000]);
+        let (recs, work) = decode(&data);
+        assert!(recs.is_empty());
+        assert!(work <= 3, "{work} values read");
     }
 
     proptest::proptest! {

@@ -318,10 +318,10 @@ const WORK_PER_BYTE: u64 = 8;
 
 /// Iterates over the items of a chunk.
 ///
-/// Work is bounded by a budget of [`WORK_PER_BYTE`] values per byte of the chunk. A parse
+/// Work is bounded by a budget of `WORK_PER_BYTE` (8) values per byte of the chunk. A parse
 /// that succeeds gets back what it read (a record reads at most two values per byte of
 /// it); a parse that fails keeps it spent; every byte the decoder moves past refills it by
-/// [`WORK_PER_BYTE`], up to its first size. So the failed parses of a chunk, those of
+/// `WORK_PER_BYTE` (8), up to its first size. So the failed parses of a chunk, those of
 /// resynchronisation included, read at most `2 * WORK_PER_BYTE` values per byte of it, and
 /// the successful ones at most 4 (a record found by resynchronisation is read twice),
 /// however the damage is built. A parse that runs out fails like any malformed record.

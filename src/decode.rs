@@ -49,6 +49,8 @@ pub enum Error {
     InvalidMarker,
     /// A container declares more elements than bytes remain.
     LengthTooLarge,
+    /// The chunk's work budget for damaged records is spent (see [`Chunk`]).
+    WorkBudget,
 }
 
 impl fmt::Display for Error {
@@ -57,6 +59,7 @@ impl fmt::Display for Error {
             Error::Truncated => "truncated msgpack value",
             Error::InvalidMarker => "invalid msgpack marker 0xc1",
             Error::LengthTooLarge => "msgpack length larger than the rest of the chunk",
+            Error::WorkBudget => "work budget for damaged records spent",
         })
     }
 }
@@ -66,12 +69,32 @@ impl fmt::Display for Error {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Values this reader may still read (see [`Chunk`]'s work budget); unlimited by default.
+    budget: u64,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            budget: u64::MAX,
+        }
+    }
+
+    /// Counts `n` values read; fails once the budget is spent.
+    fn charge(&mut self, n: u64) -> Result<(), Error> {
+        match self.budget.checked_sub(n) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => {
+                self.budget = 0;
+                Err(Error::WorkBudget)
+            }
+        }
     }
 
     /// Offset of the next byte to read.
@@ -133,6 +156,7 @@ impl<'a> Reader<'a> {
 
     /// Reads the next value header (for containers, only the element count).
     pub fn read(&mut self) -> Result<Value<'a>, Error> {
+        self.charge(1)?;
         let m = self.byte()?;
         Ok(match m {
             0x00..=0x7f => Value::UInt(m as u64),
@@ -288,16 +312,47 @@ pub enum Item<'a> {
     },
 }
 
+/// Values a chunk's parses may read per byte of the chunk: the work budget's size and the
+/// rate at which it refills as the decoder moves on.
+const WORK_PER_BYTE: u64 = 8;
+
 /// Iterates over the items of a chunk.
+///
+/// Work is bounded by a budget of `WORK_PER_BYTE` (8) values per byte of the chunk. A parse
+/// that succeeds gets back what it read (a record reads at most two values per byte of
+/// it); a parse that fails keeps it spent; every byte the decoder moves past refills it by
+/// `WORK_PER_BYTE` (8), up to its first size. So the failed parses of a chunk, those of
+/// resynchronisation included, read at most `2 * WORK_PER_BYTE` values per byte of it, and
+/// the successful ones at most 4 (a record found by resynchronisation is read twice),
+/// however the damage is built. A parse that runs out fails like any malformed record.
+/// Only damage built so that many parses read far before failing spends the budget; then
+/// a whole record right after it comes out if it reads fewer values than the budget has
+/// refilled since.
 #[derive(Clone, Debug)]
 pub struct Chunk<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Values the parses may still read.
+    budget: u64,
+    /// Values read by all parses so far (tests bound it).
+    #[cfg(test)]
+    work: u64,
 }
 
 /// Decodes `chunk` lazily; see the module documentation.
 pub fn chunk(chunk: &[u8]) -> Chunk<'_> {
-    Chunk { buf: chunk, pos: 0 }
+    Chunk {
+        buf: chunk,
+        pos: 0,
+        budget: full_budget(chunk.len()),
+        #[cfg(test)]
+        work: 0,
+    }
+}
+
+/// The work budget of a chunk of `len` bytes.
+fn full_budget(len: usize) -> u64 {
+    (len as u64).saturating_mul(WORK_PER_BYTE)
 }
 
 enum Parsed<'a> {
@@ -365,8 +420,9 @@ fn header<'a>(r: &mut Reader<'a>) -> Result<Option<(Timestamp, &'a [u8])>, &'sta
             secs: s.min(i64::MAX as u64 / 1000) as i64,
             nanos: 0,
         },
+        // The same bounds for a number however it is encoded (a positive one may be signed).
         Value::Int(s) => Timestamp {
-            secs: s.max(i64::MIN / 1000),
+            secs: s.clamp(i64::MIN / 1000, i64::MAX / 1000),
             nanos: 0,
         },
         Value::Float(f) if f.is_finite() => {
@@ -435,19 +491,27 @@ fn parse_body<'a>(
         Some(list) => {
             let start = r.position();
             let body = &r.buf[start..];
-            let mut br = Reader::new(body);
+            let mut br = Reader {
+                budget: r.budget,
+                ..Reader::new(body)
+            };
             if !is_map_header(body) {
                 return Err("body is not a map");
             }
-            entries_of(&mut br, list).map_err(|_| "bad msgpack in body")?;
+            let listed = entries_of(&mut br, list);
+            r.budget = br.budget;
+            listed.map_err(|_| "bad msgpack in body")?;
             r.pos += br.position();
             &body[..br.position()]
         }
-        None => r.raw_value().map_err(|_| "bad msgpack in body")?,
+        None => {
+            // Checked before the body is read: a body that is not a map is refused at once.
+            if !is_map_header(&r.buf[r.pos..]) {
+                return Err("body is not a map");
+            }
+            r.raw_value().map_err(|_| "bad msgpack in body")?
+        }
     };
-    if !is_map_header(body) {
-        return Err("body is not a map");
-    }
     Ok(Parsed::Record(Record { time, meta, body }))
 }
 
@@ -496,10 +560,9 @@ impl<'a> Chunk<'a> {
             return None;
         }
         let start = self.pos;
-        let mut r = Reader::new(&self.buf[start..]);
-        match parse_record(&mut r, entries) {
-            Ok(parsed) => {
-                self.pos = start + r.position();
+        match self.try_parse(start, entries) {
+            Ok((parsed, len)) => {
+                self.move_to(start + len);
                 Some(match parsed {
                     Parsed::Record(rec) => Item::Record(rec),
                     Parsed::Marker => Item::GroupMarker,
@@ -509,12 +572,11 @@ impl<'a> Chunk<'a> {
                 // Move to the next offset where a whole record parses.
                 let mut next = start + 1;
                 while next < self.buf.len() {
-                    if plausible_start(&self.buf[next..])
-                        && parse_record(&mut Reader::new(&self.buf[next..]), None).is_ok()
-                    {
+                    if plausible_start(&self.buf[next..]) && self.try_parse(next, None).is_ok() {
                         break;
                     }
                     next += 1;
+                    self.refill(1);
                 }
                 self.pos = next;
                 Some(Item::Malformed {
@@ -524,6 +586,50 @@ impl<'a> Chunk<'a> {
                 })
             }
         }
+    }
+
+    /// Parses the record at `at` within the budget: a success is given back what it read,
+    /// a failure keeps it spent. Returns the record and its length.
+    fn try_parse(
+        &mut self,
+        at: usize,
+        entries: Option<&mut Vec<Entry>>,
+    ) -> Result<(Parsed<'a>, usize), &'static str> {
+        let mut r = Reader {
+            buf: &self.buf[at..],
+            pos: 0,
+            budget: self.budget,
+        };
+        let result = parse_record(&mut r, entries);
+        #[cfg(test)]
+        {
+            self.work += self.budget - r.budget;
+        }
+        match result {
+            Ok(parsed) => Ok((parsed, r.position())),
+            Err(reason) => {
+                self.budget = r.budget;
+                Err(if r.budget == 0 {
+                    "work budget for damaged records spent"
+                } else {
+                    reason
+                })
+            }
+        }
+    }
+
+    /// Moves the decoder to `pos`, refilling the budget for the bytes passed.
+    fn move_to(&mut self, pos: usize) {
+        self.refill(pos - self.pos);
+        self.pos = pos;
+    }
+
+    /// Refills the budget for `passed` bytes, up to its first size.
+    fn refill(&mut self, passed: usize) {
+        self.budget = full_budget(self.buf.len()).min(
+            self.budget
+                .saturating_add((passed as u64).saturating_mul(WORK_PER_BYTE)),
+        );
     }
 }
 
@@ -600,6 +706,7 @@ fn entries_of(r: &mut Reader<'_>, out: &mut Vec<Entry>) -> Result<(), Error> {
         },
     };
     for _ in 0..n {
+        r.charge(2)?;
         if let Some(e) = string_pair(r.buf, r.pos) {
             r.pos = e.value.1;
             out.push(e);
@@ -987,6 +1094,133 @@ mod tests {
                     "layout {} not read by common_header", layout
                 ),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod resync_work {
+    use super::*;
+
+    const REC: [u8; 6] = [0x92, 0x05, 0x81, 0xa1, b'a', 0x01];
+
+    /// `[0, str32 of "\x92\x00" repeated]` then one valid record, `len` bytes in all: the
+    /// chunk of the report.
+    fn reported_chunk(len: usize) -> Vec<u8> {
+        let n = (len - 7 - REC.len()) / 2 * 2;
+        let mut data = vec![0x92, 0x00, 0xdb];
+        data.extend((n as u32).to_be_bytes());
+        data.extend([0x92, 0x00].repeat(n / 2));
+        data.extend(REC);
+        data
+    }
+
+    /// A bad byte, `unit` repeated to fill `len` bytes, a bad byte, then one valid record.
+    fn repeated(unit: &[u8], len: usize) -> Vec<u8> {
+        let mut data = vec![0xc1];
+        data.extend(unit.repeat(len / unit.len()));
+        data.push(0xc1);
+        data.extend(REC);
+        data
+    }
+
+    /// Decodes `data`; returns the records, and the values all parses read.
+    fn decode(data: &[u8]) -> (Vec<Record<'_>>, u64) {
+        let mut c = chunk(data);
+        let mut recs = Vec::new();
+        for item in c.by_ref() {
+            if let Item::Record(r) = item {
+                recs.push(r);
+            }
+        }
+        (recs, c.work)
+    }
+
+    fn assert_linear_and_last_record_out(name: &str, data: &[u8]) {
+        let (recs, work) = decode(data);
+        let bound = (2 * WORK_PER_BYTE + 4) * data.len() as u64;
+        assert!(work <= bound, "{name}: {work} values read, bound {bound}");
+        let last = recs.last().unwrap_or_else(|| panic!("{name}: no record"));
+        assert_eq!(last.body, &REC[2..], "{name}");
+        assert_eq!(last.time.secs, 5, "{name}");
+    }
+
+    #[test]
+    fn resync_work_is_linear_on_adversarial_damage() {
+        // The small size first: without the budget it fails in a second, not in hours.
+        for len in [16 << 10, 256 << 10] {
+            assert_adversarial_shapes(len);
+        }
+    }
+
+    fn assert_adversarial_shapes(len: usize) {
+        assert_linear_and_last_record_out("reported", &reported_chunk(len));
+        let shapes: [(&str, &[u8]); 6] = [
+            ("92 00", &[0x92, 0x00]),
+            ("92 c4", &[0x92, 0xc4]),
+            ("nested maps", &[0x92, 0x00, 0x81, 0x00]),
+            ("nested array32", &[0xdd, 0, 0, 0, 2, 0x00]),
+            (
+                "map16 of records",
+                &[0x92, 0x00, 0xde, 0x7f, 0xff, 0x92, 0x00, 0x80],
+            ),
+            ("v2 headers", &[0x92, 0x92, 0x00, 0x81, 0x00]),
+        ];
+        for (name, unit) in shapes {
+            assert_linear_and_last_record_out(name, &repeated(unit, len));
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_map_is_refused_unread() {
+        // [0, [nil x 1000]]: refused after three values, not after reading its 1001.
+        let mut data = vec![0x92, 0x00, 0xdc, 0x03, 0xe8];
+        data.extend([0xc0; 1000]);
+        let (recs, work) = decode(&data);
+        assert!(recs.is_empty());
+        assert!(work <= 3, "{work} values read");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+        /// Damage of 1-2 MiB built from record-like pieces: all the parses of the chunk read
+        /// at most `2 * WORK_PER_BYTE + 4` values per byte.
+        #[test]
+        fn work_is_linear_on_large_damaged_chunks(
+            pieces in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        proptest::prelude::Just(0x92u8),
+                        proptest::prelude::Just(0x00u8),
+                        proptest::prelude::Just(0x81u8),
+                        proptest::prelude::Just(0xdeu8),
+                        proptest::prelude::Just(0xffu8),
+                        proptest::prelude::Just(0xc4u8),
+                        proptest::prelude::Just(0xa1u8),
+                        proptest::prelude::any::<u8>(),
+                    ],
+                    1..8,
+                ),
+                1..6,
+            ),
+            len in (1usize << 20)..(2 << 20),
+        ) {
+            let unit: Vec<u8> = pieces.concat();
+            let data = repeated(&unit, len);
+            let (_, work) = decode(&data);
+            let bound = (2 * WORK_PER_BYTE + 4) * data.len() as u64;
+            proptest::prop_assert!(work <= bound, "{} values read, bound {}", work, bound);
+        }
+    }
+
+    #[test]
+    #[ignore = "prints a timing; run with --ignored --nocapture"]
+    fn reported_chunk_timing() {
+        for len in [16 << 10, 64 << 10, 256 << 10, 2 << 20] {
+            let data = reported_chunk(len);
+            let t = std::time::Instant::now();
+            let c = count(&data);
+            println!("{len} bytes: {c:?} in {:?}", t.elapsed());
         }
     }
 }

@@ -17,10 +17,10 @@
 
 use conformance_host as host;
 
-use fluent_bit_datadog::batch;
-use fluent_bit_datadog::compress::{Codec, Compressors};
-use fluent_bit_datadog::map::{Mapper, Scratch};
-use fluent_bit_datadog::options::{
+use fluent_bit_datadog::internals::batch;
+use fluent_bit_datadog::internals::compress::{Codec, Compressors};
+use fluent_bit_datadog::internals::map::{Mapper, Scratch};
+use fluent_bit_datadog::internals::options::{
     Compression, Config, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
 };
 use std::alloc::{GlobalAlloc, Layout, System};

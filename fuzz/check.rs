@@ -4,9 +4,9 @@
 //! matches, no object has duplicate keys at any depth, and every object fits Datadog's 1 MB
 //! log limit.
 
-use fluent_bit_datadog::batch;
-use fluent_bit_datadog::map::{MAX_LOG_BYTES, Mapper, Scratch};
-use fluent_bit_datadog::options::Config;
+use fluent_bit_datadog::internals::batch;
+use fluent_bit_datadog::internals::map::{MAX_LOG_BYTES, Mapper, Scratch};
+use fluent_bit_datadog::internals::options::Config;
 use serde::Deserialize;
 use std::sync::OnceLock;
 

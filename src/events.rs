@@ -160,11 +160,13 @@ impl Snapshot {
         self.values[c as usize]
     }
 
+    #[cfg(test)]
     /// Requests by HTTP status, ascending; status 0 counts requests that got no answer.
     pub fn requests_by_status(&self) -> &[(u16, u64)] {
         &self.by_status
     }
 
+    #[cfg(test)]
     /// Logs dropped, by reason (see [`DROP_REASONS`]).
     pub fn dropped_by_reason(&self) -> [(&'static str, u64); 5] {
         DROP_REASONS.map(|(reason, c)| (reason, self.get(c)))
@@ -350,6 +352,7 @@ impl Events {
         &self.metrics
     }
 
+    #[cfg(test)]
     /// The instance's counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -604,6 +607,7 @@ impl FlushEvents<'_> {
         self.events.record(Some(&self.counters), event);
     }
 
+    #[cfg(test)]
     /// This flush's counters so far.
     pub fn counters(&self) -> &Counters {
         &self.counters

@@ -1,3 +1,4 @@
+#![allow(unsafe_code)] // The one module where unsafe code lives: the C interface.
 //! The only unsafe code: the functions Fluent Bit looks up with `dlsym`, the panic guard, and
 //! the registry of instances.
 //!

@@ -432,6 +432,7 @@ impl Memory {
         r.map.insert(key, (now, flags));
     }
 
+    #[cfg(test)]
     /// Number of chunks remembered.
     pub fn len(&self) -> usize {
         self.chunks

@@ -4,51 +4,103 @@
 //! Go-style proxy interface and named `datadog_logs` in `[OUTPUT]`, that ships logs to
 //! Datadog's log intake (`POST https://http-intake.logs.<site>/api/v2/logs`).
 //!
-//! The path of a record, one module per step:
+//! ## The path of a record, one module per step
 //!
-//! 1. [`ffi`]: Fluent Bit calls `FLBPluginFlushCtx` with a chunk of msgpack records;
-//! 2. [`worker`]: the chunk is handed to a thread with a normal stack (not the host's 24 KiB
+//! 1. `ffi`: Fluent Bit calls `FLBPluginFlushCtx` with a chunk of msgpack records;
+//! 2. `worker`: the chunk is handed to a thread with a normal stack (not the host's 24 KiB
 //!    coroutine stack), which waits for nothing but the result;
-//! 3. [`decode`]: records are read in place, `[TS, BODY]` and `[[TS, META], BODY]` alike;
-//! 4. [`map`]: each record becomes one Datadog object, written straight into the JSON payload
-//!    ([`json`] escapes its strings);
-//! 5. [`batch`]: objects are cut into requests of at most 1000 objects and 5 MB;
-//! 6. [`flush`] and [`send`] (TLS set up by [`tls`]): requests go out in parallel, gzipped; 400/413 are split, 5xx and
-//!    network errors keep the chunk for Fluent Bit's retry, and accepted requests are
-//!    remembered so the retry sends only what is missing;
-//! 7. [`verdict`]: what the flush found decides OK, RETRY or ERROR, which [`ffi`] alone turns
-//!    into Fluent Bit's return code.
+//! 3. `decode`: records are read in place, `[TS, BODY]` and `[[TS, META], BODY]` alike;
+//! 4. `map`: each record becomes one Datadog object, written straight into the JSON payload
+//!    (`json` escapes its strings);
+//! 5. `batch`: objects are cut into requests of at most 1000 objects and 5 MB;
+//! 6. `flush` and `send`: requests go out in parallel, compressed by `compress` (zstd, or
+//!    gzip) over TLS set up by `tls`; 400/413 are split, 5xx and network errors keep the chunk
+//!    for Fluent Bit's retry, and accepted requests are remembered so the retry sends only what
+//!    is missing;
+//! 7. `verdict`: what the flush found decides OK, RETRY or ERROR, which `ffi` alone turns into
+//!    Fluent Bit's return code.
 //!
-//! [`options`] and [`site`] turn `[OUTPUT]` options into a validated configuration;
-//! [`detect`] finds the key's Datadog site when none is given; [`log`] writes Fluent Bit-style
-//! lines with the API key redacted (through the host's logger on Fluent Bit >= 2.0); [`events`]
-//! is where each thing that happens writes its line and counts itself, and feeds [`metrics`],
-//! the host's metrics (Fluent Bit >= 2.0).
+//! Beside the path: `options` turns `[OUTPUT]` options into a validated configuration (one
+//! table of options); `site` and `detect` pick the Datadog site, or find the key's; `events` is
+//! where each thing that happens writes its log line and counts itself, and feeds `metrics`,
+//! the host's own metrics (Fluent Bit >= 2.0); `log` writes Fluent Bit-style lines with
+//! secrets redacted (through the host's logger on Fluent Bit >= 2.0).
+//!
+//! ## Contracts
+//!
+//! What others rely on, and where each is defined:
+//! - **The C interface**: the exported `FLBPluginRegister`, `FLBPluginInit`,
+//!   `FLBPluginFlushCtx`, `FLBPluginExitCtx` and `FLBPluginExit` (`src/ffi.rs`), with the
+//!   layouts of `include/flb_proxy.h`; the plugin registers as `datadog_logs`. Return codes are
+//!   Fluent Bit's `FLB_OK`, `FLB_RETRY`, `FLB_ERROR`. This is the only public surface Fluent Bit
+//!   uses; the library is linked `-z now -z nodelete` and loads on glibc >= 2.17.
+//! - **The option names**: the table `OPTIONS` in `src/options.rs`; the README's option table
+//!   and the example configurations are checked against it (`tests/readme_options.rs`,
+//!   `tests/examples.rs`).
+//! - **The log lines**: Fluent Bit's format, `[time] [level] [output:datadog_logs:NAME] text`;
+//!   each line's text is written in one place, `src/events.rs` (and the Init lines in
+//!   `src/worker.rs`), which tests assert. The threshold is the instance's `Log_Level` on
+//!   Fluent Bit >= 2.0, or `FLUENT_BIT_DATADOG_LOG_LEVEL`.
+//! - **The metrics**: `fluentbit_datadog_logs_*`, defined in `src/metrics.rs`.
+//! - **The mock intake's control API** (`POST /mock/rules`, `POST /mock/reset`,
+//!   `GET /mock/received`, `GET /mock/health`): `mock-intake/src/main.rs`, used by the tests
+//!   through `test-support`.
+//!
+//! Every module is private to the crate. [`internals`] is the one surface for the crate's own
+//! tests, benches and fuzz target: the stages of the record's path they drive directly. It is
+//! not a stable API. Unsafe code is denied everywhere but in `ffi`.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 #[allow(missing_docs, non_camel_case_types, non_upper_case_globals, dead_code)]
 mod bindings;
 
-pub mod batch;
-pub mod compress;
-pub mod decode;
-pub mod detect;
-pub mod events;
+mod batch;
+mod compress;
+mod decode;
+mod detect;
+mod events;
 #[cfg(feature = "test-hooks")]
-pub mod fault;
-pub mod ffi;
-pub mod flush;
-pub mod json;
-pub mod log;
-pub mod map;
-pub mod metrics;
-pub mod options;
-pub mod send;
-pub mod site;
-pub mod tls;
-pub mod verdict;
-pub mod worker;
+mod fault;
+mod ffi;
+mod flush;
+mod json;
+mod log;
+mod map;
+mod metrics;
+mod options;
+mod send;
+mod site;
+mod tls;
+mod verdict;
+mod worker;
+
+/// The stages of the record's path, for the crate's own tests, benches and fuzz target.
+///
+/// Fluent Bit uses only the C interface; nothing here is a stable API.
+pub mod internals {
+    /// Objects -> requests within Datadog's limits (see `src/batch.rs`).
+    pub mod batch {
+        pub use crate::batch::*;
+    }
+    /// Request bodies compressed with zstd or gzip (see `src/compress.rs`).
+    pub mod compress {
+        pub use crate::compress::*;
+    }
+    /// Chunk bytes -> records (see `src/decode.rs`).
+    pub mod decode {
+        pub use crate::decode::*;
+    }
+    /// Record -> one Datadog log object (see `src/map/mod.rs`).
+    pub mod map {
+        pub use crate::map::*;
+    }
+    /// The `[OUTPUT]` options and the validated `Config` (see `src/options.rs`).
+    pub mod options {
+        pub use crate::options::*;
+    }
+}
 
 #[cfg(all(test, feature = "bindgen"))]
 mod bindings_current {

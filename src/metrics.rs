@@ -160,13 +160,6 @@ impl Metrics {
         metrics
     }
 
-    /// True when the host has the metrics (and they are not closed).
-    pub fn enabled(&self) -> bool {
-        self.handles
-            .as_ref()
-            .is_some_and(|h| !h.lock().unwrap_or_else(|e| e.into_inner()).closed)
-    }
-
     fn with(&self, f: impl FnOnce(&mut Handles, &str, u64)) {
         if let Some(h) = &self.handles {
             let mut h = h.lock().unwrap_or_else(|e| e.into_inner());

@@ -62,11 +62,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    #[cfg(test)]
     /// True when the same payload may be accepted later: keep it for Fluent Bit's retry.
     pub fn is_retriable(&self) -> bool {
         matches!(self, Outcome::Transient { .. })
     }
 
+    #[cfg(test)]
     /// True when the payload must be split: its halves may be accepted, and a single object
     /// refused alone is dropped.
     pub fn splits_payload(&self) -> bool {

@@ -35,9 +35,6 @@ const fn site(short: &'static str, domain: &'static str, government: bool) -> Si
     }
 }
 
-/// The site used when nothing names one and auto-detection is not possible.
-pub const DEFAULT: Site = SITES[0];
-
 impl Site {
     /// Finds a site by domain or short name, case-insensitively; surrounding blanks and a
     /// trailing dot are ignored.

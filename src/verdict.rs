@@ -54,6 +54,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    #[cfg(test)]
     /// A plain refusal of `status` with the start of its response `body`.
     pub fn new(status: u16, body: String) -> Refusal {
         Refusal {

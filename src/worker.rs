@@ -131,11 +131,6 @@ impl Instance {
         &self.name
     }
 
-    /// The instance's events and counters.
-    pub fn events(&self) -> &Events {
-        &self.events
-    }
-
     /// Delivers one chunk and returns the verdict. Safe to call from several threads at once;
     /// the work runs on a separate thread with a normal stack.
     pub fn flush(&self, data: &[u8], tag: &str) -> Verdict {

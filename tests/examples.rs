@@ -50,7 +50,7 @@ fn check_key(source: &str, key: &str) {
             "{source}: `{key}` is consumed by Fluent Bit's core and never reaches datadog_logs: {instead}"
         );
     }
-    let option = fluent_bit_datadog::options::option(key);
+    let option = fluent_bit_datadog::internals::options::option(key);
     assert!(
         is_core(key) || option.is_some_and(|o| o.names().any(|n| n == key) && !o.test_only),
         "{source}: `{key}` is neither a datadog_logs option (src/options.rs OPTIONS) nor a Fluent Bit core key"

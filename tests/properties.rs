@@ -8,12 +8,12 @@
 //!   batch is a valid JSON array within Datadog's limits, and every record whose bytes the
 //!   damage did not touch still comes out, unless a record the damage made up swallowed it.
 
-use fluent_bit_datadog::batch::{self, Batch, BuildStats};
-use fluent_bit_datadog::decode::{self, Item, Reader};
-use fluent_bit_datadog::map::{
+use fluent_bit_datadog::internals::batch::{self, Batch, BuildStats};
+use fluent_bit_datadog::internals::decode::{self, Item, Reader};
+use fluent_bit_datadog::internals::map::{
     MAX_DEPTH, MAX_LOG_BYTES, Mapped, Mapper, NESTING_MARKER, Scratch, TRUNCATION_MARKER,
 };
-use fluent_bit_datadog::options::Config;
+use fluent_bit_datadog::internals::options::Config;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::collections::{HashMap, HashSet};

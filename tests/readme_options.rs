@@ -4,7 +4,7 @@
 //! for word, and whose effect cell contains the table's accepted text (backticks aside). Test
 //! options appear in neither direction.
 
-use fluent_bit_datadog::options::{OPTIONS, OptionSpec};
+use fluent_bit_datadog::internals::options::{OPTIONS, OptionSpec};
 
 /// A README row: first cell, default cell, effect cell.
 type Row = (String, String, String);

@@ -31,6 +31,12 @@ pub const FAULT_ENV: &str = "FLUENT_BIT_DATADOG_FAULT";
 /// Stack size of the flush thread.
 const FLUSH_STACK: usize = 2 << 20;
 
+/// Most bytes of mapping scratch space a flush keeps for the next one: buffers grown past it
+/// by a huge record (one of 2 MB with 350,000 keys grows them to tens of MB) are let go
+/// after the flush. Well above what ordinary records need, so a steady flow keeps its
+/// buffers (and their plan).
+pub const SCRATCH_KEEP: usize = 4 << 20;
+
 /// Buffers one flush thread works with, kept between flushes so a steady flow allocates
 /// nothing new: the mapper's scratch space and emptied JSON payload buffers.
 #[derive(Debug, Default)]
@@ -205,6 +211,7 @@ impl Instance {
         let events = self.events.flush();
         let verdict = self.deliver(data, tag, &url, &site, &batches, &built, &events, started);
         batch::recycle(batches, &mut bufs.spare);
+        bufs.scratch.shrink_to(SCRATCH_KEEP);
         self.buffers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -191,6 +191,14 @@ impl<'a> Sender<'a> {
         if idx.is_empty() {
             return;
         }
+        if self.client.is_closing() {
+            // Exiting: no new request; the objects stay pending (the chunk is retried).
+            report.transient = Some(Failure {
+                status: None,
+                reason: "not sent: the instance is exiting".into(),
+            });
+            return;
+        }
         let sub;
         let json: &[u8] = if whole {
             &batch.json

@@ -37,6 +37,10 @@ const FLUSH_STACK: usize = 2 << 20;
 /// buffers (and their plan).
 pub const SCRATCH_KEEP: usize = 4 << 20;
 
+/// The longest exit waits for requests already on the wire: Fluent Bit's default `Grace`
+/// (5 s), so the plugin's exit fits in the time the host gives its outputs to finish.
+pub const EXIT_WAIT_MAX: Duration = Duration::from_secs(5);
+
 /// Buffers one flush thread works with, kept between flushes so a steady flow allocates
 /// nothing new: the mapper's scratch space and emptied JSON payload buffers.
 #[derive(Debug, Default)]
@@ -64,7 +68,10 @@ pub struct Instance {
     /// the message) so tests can check the boundary catches it and redacts the key.
     fault_panic: bool,
     idle: Condvar,
+    /// Set when exit begins: no flush starts after it.
     closed: AtomicBool,
+    /// Set once the exit summary was written.
+    exited: AtomicBool,
 }
 
 impl std::fmt::Debug for Instance {
@@ -100,6 +107,7 @@ impl Instance {
             fault_panic: std::env::var(FAULT_ENV).is_ok_and(|v| v == "panic"),
             idle: Condvar::new(),
             closed: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
             config,
         };
         let dest = match resolver.target() {
@@ -370,14 +378,24 @@ impl Instance {
         }
     }
 
-    /// Stops accepting flushes, waits up to `wait` for flushes in flight, joins the probe
-    /// thread, and writes the summary line. Idempotent.
+    /// Stops the instance's work at once: flushes not yet started are refused (RETRY), flushes
+    /// running send no further request (their unsent objects stay pending: RETRY), flushes
+    /// waiting for the site stop waiting, and no probe starts. Idempotent; [`Instance::shutdown`]
+    /// then waits for what is on the wire.
+    pub fn begin_shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.client.close();
+        self.resolver.stop();
+    }
+
+    /// Begins the shutdown, waits up to `wait` for flushes in flight (only requests already
+    /// on the wire are left to finish), joins the probe thread, and writes the summary line.
+    /// Idempotent.
     pub fn shutdown(&self, wait: Duration) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if self.exited.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Flushes waiting for the site stop waiting (RETRY) rather than hold up the exit.
-        self.resolver.stop();
+        self.begin_shutdown();
         let deadline = Instant::now() + wait;
         let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         while *n > 0 {
@@ -397,8 +415,10 @@ impl Instance {
         self.events.emit(Event::Exited { abandoned });
     }
 
-    /// Time to allow flushes in flight at exit: one whole request timeout and a margin.
+    /// How long exit waits for requests already on the wire: the request timeout, at most
+    /// [`EXIT_WAIT_MAX`] (Fluent Bit's default `Grace`). Nothing new is sent once exit began,
+    /// so one request's time is all there is to wait for, however many batches a flush had.
     pub fn exit_wait(&self) -> Duration {
-        self.config.timeout + Duration::from_secs(5)
+        self.config.timeout.min(EXIT_WAIT_MAX)
     }
 }

@@ -228,8 +228,7 @@ impl Instance {
     }
 
     /// While auto-detection has no answer, the flush waits for it here, on its own thread,
-    /// for at most `timeout` (the bound of one request, which the exit wait already allows
-    /// for): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1 by default) on waiting.
+    /// for at most `timeout` (the bound of one request; exit ends the wait at once): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1 by default) on waiting.
     /// Still unknown after that bound (no site's API nor intake answered), or a key that no
     /// site accepts (probed again with backoff): RETRY, so a transient answer costs a retry
     /// rather than the chunk.

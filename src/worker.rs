@@ -421,3 +421,45 @@ impl Instance {
         self.config.timeout.min(EXIT_WAIT_MAX)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::msgpack::{Mp, enc_into};
+
+    /// After a flush of one record with 350,000 keys, the flush thread's buffers kept for the
+    /// next flush are back under [`SCRATCH_KEEP`].
+    #[test]
+    fn a_huge_record_leaves_no_large_buffers_behind() {
+        let cfg = Config::from_lookup(
+            |k| match k {
+                "apikey" => Some("0123456789abcdef0123456789abcdef".into()),
+                // Nothing listens there: the flush is refused fast, after mapping.
+                "endpoint" => Some("http://127.0.0.1:9".into()),
+                "timeout" => Some("2s".into()),
+                _ => None,
+            },
+            |_| None,
+        )
+        .unwrap();
+        let inst = Instance::new(cfg, "datadog_logs.test").unwrap();
+        let body = Mp::Map(
+            (0..350_000u64)
+                .map(|i| (Mp::Str(format!("k{i}").into_bytes()), Mp::UInt(i)))
+                .collect(),
+        );
+        let mut chunk = Vec::new();
+        enc_into(&Mp::Arr(vec![Mp::UInt(1), body]), &mut chunk);
+        inst.flush(&chunk, "t");
+        let kept: Vec<usize> = inst
+            .buffers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.scratch.capacity_bytes())
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0] <= SCRATCH_KEEP, "{kept:?}");
+        inst.shutdown(Duration::ZERO);
+    }
+}

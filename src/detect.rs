@@ -264,7 +264,9 @@ impl Resolver {
             }
         }
         let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+        // Checked again under the thread slot's lock, which `join` takes after setting
+        // `stopped`: a loop is either started before `join` looks (and joined) or not at all.
+        if self.lock().stopped || slot.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
         if let Some(h) = slot.take() {

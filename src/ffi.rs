@@ -10,9 +10,10 @@
 //!   would have to trust coming back.
 //! * `FLBPluginFlushCtx` borrows the chunk for the duration of the call and hands it to the
 //!   instance, which works on its own thread.
-//! * `FLBPluginExitCtx` / `FLBPluginExit` shut instances down, idempotently: Fluent Bit 1.9
-//!   passes the last instance's context to every ExitCtx, so an unknown or already closed
-//!   token shuts down every instance still open.
+//! * `FLBPluginExitCtx` / `FLBPluginExit` shut instances down, idempotently. Fluent Bit 1.9
+//!   passes the last instance's context to every ExitCtx (and never calls FLBPluginExit when
+//!   ExitCtx exists), so a token this plugin issued and already closed shuts down every
+//!   instance still open; a token it never issued (or NULL) touches nothing.
 //!
 //! Every export runs inside `guard`: a panic becomes a return code, never an unwind into C.
 
@@ -93,10 +94,25 @@ fn lookup(token: *mut c_void) -> Option<Arc<Instance>> {
     list.get(idx).and_then(|s| s.clone())
 }
 
-fn take(token: *mut c_void) -> Option<Arc<Instance>> {
-    let idx = (token as usize).checked_sub(1)?;
+/// What an exit's context token is.
+enum Exiting {
+    /// An open instance, now taken out of the registry.
+    Open(Arc<Instance>),
+    /// A token this plugin issued whose instance is already closed.
+    Closed,
+    /// A token this plugin never issued, or NULL.
+    Unknown,
+}
+
+fn take(token: *mut c_void) -> Exiting {
+    let Some(idx) = (token as usize).checked_sub(1) else {
+        return Exiting::Unknown;
+    };
     let mut list = INSTANCES.lock().unwrap_or_else(|e| e.into_inner());
-    list.get_mut(idx).and_then(Option::take)
+    match list.get_mut(idx) {
+        Some(slot) => slot.take().map_or(Exiting::Closed, Exiting::Open),
+        None => Exiting::Unknown,
+    }
 }
 
 fn take_all() -> Vec<Arc<Instance>> {
@@ -104,11 +120,17 @@ fn take_all() -> Vec<Arc<Instance>> {
     list.iter_mut().filter_map(Option::take).collect()
 }
 
-fn shutdown(inst: Arc<Instance>) {
-    inst.shutdown(inst.exit_wait());
-    // The host destroys the instance's metrics context and logger target after ExitCtx.
-    inst.metrics().close();
-    log::unroute(inst.name());
+/// Shuts instances down together: every one stops sending at once, then each waits (at most
+/// its [`Instance::exit_wait`]) for the requests it has on the wire, so the whole exit takes
+/// one bound, not one per instance.
+fn shutdown(insts: Vec<Arc<Instance>>) {
+    insts.iter().for_each(|i| i.begin_shutdown());
+    for inst in insts {
+        inst.shutdown(inst.exit_wait());
+        // The host destroys the instance's metrics context and logger target after ExitCtx.
+        inst.metrics().close();
+        log::unroute(inst.name());
+    }
 }
 
 /// Called once per .so when Fluent Bit loads it. Writes only the first 32 bytes of `def`.
@@ -272,9 +294,15 @@ pub unsafe extern "C" fn FLBPluginFlushCtx(
 pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
     guard("FLBPluginExitCtx", FLB_OK, || {
         match take(ctx) {
-            Some(inst) => shutdown(inst),
-            // Fluent Bit 1.9 passes the same (last) context to every instance's exit.
-            None => take_all().into_iter().for_each(shutdown),
+            Exiting::Open(inst) => shutdown(vec![inst]),
+            // Fluent Bit 1.9 passes the same (last) context to every instance's exit and
+            // will not call again for the others.
+            Exiting::Closed => shutdown(take_all()),
+            Exiting::Unknown => log::write(
+                Level::Warn,
+                "datadog_logs",
+                "exit for a context this plugin never issued; no instance was stopped",
+            ),
         }
         FLB_OK
     })
@@ -284,7 +312,7 @@ pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn FLBPluginExit() -> c_int {
     guard("FLBPluginExit", FLB_OK, || {
-        take_all().into_iter().for_each(shutdown);
+        shutdown(take_all());
         FLB_OK
     })
 }

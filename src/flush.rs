@@ -259,6 +259,14 @@ impl<'a> Sender<'a> {
         {
             return;
         }
+        if self.client.is_closing() {
+            // Exiting: no new request; the objects stay pending (the chunk is retried).
+            report.transient = Some(Failure {
+                status: None,
+                reason: "not sent: the instance is exiting".into(),
+            });
+            return;
+        }
         if split.last.is_some() {
             // A part of a refused payload: paid from the budget.
             if split.budget == 0 {

@@ -173,6 +173,8 @@ pub struct Client {
     log_name: OnceLock<Arc<str>>,
     spare_outputs: Mutex<Vec<Vec<u8>>>,
     max_spare_outputs: usize,
+    /// Set at exit: no new request or probe is started (see [`Client::close`]).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -231,6 +233,7 @@ impl Client {
                 log_name: OnceLock::new(),
                 spare_outputs: Mutex::new(Vec::new()),
                 max_spare_outputs: cfg.max_concurrency.clamp(1, SPARE_OUTPUTS),
+                closing: std::sync::atomic::AtomicBool::new(false),
             },
             roots_note,
         ))
@@ -385,8 +388,24 @@ impl Client {
         }
     }
 
+    /// At exit: from now on no new request is started (the flush loop checks
+    /// [`Client::is_closing`] between requests, probes answer "unknown"); requests already
+    /// on the wire finish within their timeout.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// True once [`Client::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Asks `GET <api_base>/api/v1/validate` whether the key belongs to that site.
     pub fn validate(&self, api_base: &str, timeout: Duration) -> Validation {
+        if self.is_closing() {
+            return Validation::Unknown("the instance is exiting".into());
+        }
         let url = format!("{api_base}/api/v1/validate");
         let result = self
             .agent
@@ -407,6 +426,9 @@ impl Client {
     /// that as "accepted" could pick the wrong site, while "no verdict" only waits for the
     /// validate API or the next round.
     pub fn probe_intake(&self, url: &str, timeout: Duration) -> Validation {
+        if self.is_closing() {
+            return Validation::Unknown("the instance is exiting".into());
+        }
         let result = self
             .agent
             .post(url)

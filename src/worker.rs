@@ -29,6 +29,16 @@ use std::time::{Duration, Instant};
 /// Stack size of the flush thread.
 const FLUSH_STACK: usize = 2 << 20;
 
+/// Most bytes of mapping scratch space a flush keeps for the next one: buffers grown past it
+/// by a huge record (one of 2 MB with 350,000 keys grows them to tens of MB) are let go
+/// after the flush. Well above what ordinary records need, so a steady flow keeps its
+/// buffers (and their plan).
+pub const SCRATCH_KEEP: usize = 4 << 20;
+
+/// The longest exit waits for requests already on the wire: Fluent Bit's default `Grace`
+/// (5 s), so the plugin's exit fits in the time the host gives its outputs to finish.
+pub const EXIT_WAIT_MAX: Duration = Duration::from_secs(5);
+
 /// Buffers one flush thread works with, kept between flushes so a steady flow allocates
 /// nothing new: the mapper's scratch space and emptied JSON payload buffers.
 #[derive(Debug, Default)]
@@ -53,7 +63,10 @@ pub struct Instance {
     warned_no_workers: AtomicBool,
     in_flight: Mutex<usize>,
     idle: Condvar,
+    /// Set when exit begins: no flush starts after it.
     closed: AtomicBool,
+    /// Set once the exit summary was written.
+    exited: AtomicBool,
 }
 
 impl std::fmt::Debug for Instance {
@@ -89,6 +102,7 @@ impl Instance {
             in_flight: Mutex::new(0),
             idle: Condvar::new(),
             closed: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
             config,
         };
         let dest = match resolver.target() {
@@ -209,6 +223,7 @@ impl Instance {
         let events = self.events.flush();
         let verdict = self.deliver(data, tag, &url, &site, &batches, &built, &events, started);
         batch::recycle(batches, &mut bufs.spare);
+        bufs.scratch.shrink_to(SCRATCH_KEEP);
         self.buffers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -217,8 +232,7 @@ impl Instance {
     }
 
     /// While auto-detection has no answer, the flush waits for it here, on its own thread,
-    /// for at most `timeout` (the bound of one request, which the exit wait already allows
-    /// for): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1 by default) on waiting.
+    /// for at most `timeout` (the bound of one request; exit ends the wait at once): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1 by default) on waiting.
     /// Still unknown after that bound (no site's API nor intake answered), or a key that no
     /// site accepts (probed again with backoff): RETRY, so a transient answer costs a retry
     /// rather than the chunk.
@@ -379,14 +393,24 @@ impl Instance {
         }
     }
 
-    /// Stops accepting flushes, waits up to `wait` for flushes in flight, joins the probe
-    /// thread, and writes the summary line. Idempotent.
+    /// Stops the instance's work at once: flushes not yet started are refused (RETRY), flushes
+    /// running send no further request (their unsent objects stay pending: RETRY), flushes
+    /// waiting for the site stop waiting, and no probe starts. Idempotent; [`Instance::shutdown`]
+    /// then waits for what is on the wire.
+    pub fn begin_shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.client.close();
+        self.resolver.stop();
+    }
+
+    /// Begins the shutdown, waits up to `wait` for flushes in flight (only requests already
+    /// on the wire are left to finish), joins the probe thread, and writes the summary line.
+    /// Idempotent.
     pub fn shutdown(&self, wait: Duration) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if self.exited.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Flushes waiting for the site stop waiting (RETRY) rather than hold up the exit.
-        self.resolver.stop();
+        self.begin_shutdown();
         let deadline = Instant::now() + wait;
         let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         while *n > 0 {
@@ -406,8 +430,52 @@ impl Instance {
         self.events.emit(Event::Exited { abandoned });
     }
 
-    /// Time to allow flushes in flight at exit: one whole request timeout and a margin.
+    /// How long exit waits for requests already on the wire: the request timeout, at most
+    /// [`EXIT_WAIT_MAX`] (Fluent Bit's default `Grace`). Nothing new is sent once exit began,
+    /// so one request's time is all there is to wait for, however many batches a flush had.
     pub fn exit_wait(&self) -> Duration {
-        self.config.timeout + Duration::from_secs(5)
+        self.config.timeout.min(EXIT_WAIT_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::msgpack::{Mp, enc_into};
+
+    /// After a flush of one record with 350,000 keys, the flush thread's buffers kept for the
+    /// next flush are back under [`SCRATCH_KEEP`].
+    #[test]
+    fn a_huge_record_leaves_no_large_buffers_behind() {
+        let cfg = Config::from_lookup(
+            |k| match k {
+                "apikey" => Some("0123456789abcdef0123456789abcdef".into()),
+                // Nothing listens there: the flush is refused fast, after mapping.
+                "endpoint" => Some("http://127.0.0.1:9".into()),
+                "timeout" => Some("2s".into()),
+                _ => None,
+            },
+            |_| None,
+        )
+        .unwrap();
+        let inst = Instance::new(cfg, "datadog_logs.test").unwrap();
+        let body = Mp::Map(
+            (0..350_000u64)
+                .map(|i| (Mp::Str(format!("k{i}").into_bytes()), Mp::UInt(i)))
+                .collect(),
+        );
+        let mut chunk = Vec::new();
+        enc_into(&Mp::Arr(vec![Mp::UInt(1), body]), &mut chunk);
+        inst.flush(&chunk, "t");
+        let kept: Vec<usize> = inst
+            .buffers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.scratch.capacity_bytes())
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0] <= SCRATCH_KEEP, "{kept:?}");
+        inst.shutdown(Duration::ZERO);
     }
 }

@@ -727,6 +727,112 @@ proptest! {
     }
 }
 
+/// Wraps `v` in containers, innermost first: a map `{"n": v, "k": 1}` or an array `[1, v]`.
+fn wrap(v: Mp, shape: &[bool]) -> Mp {
+    shape.iter().fold(v, |v, &in_map| {
+        if in_map {
+            Mp::Map(vec![
+                (Mp::Str(b"n".to_vec()), v),
+                (Mp::Str(b"k".to_vec()), Mp::UInt(1)),
+            ])
+        } else {
+            Mp::Arr(vec![Mp::UInt(1), v])
+        }
+    })
+}
+
+/// The value at the end of the path `wrap` made, outermost first.
+fn unwrap_json<'a>(mut v: &'a serde_json::Value, shape: &[bool]) -> &'a serde_json::Value {
+    for &in_map in shape.iter().rev() {
+        v = if in_map { &v["n"] } else { &v[1] };
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(case_config(12))]
+
+    /// An object over 1 MB whose bulk is in nested strings arrives cut, not dropped: every
+    /// object either fits with the cut strings ending in the marker (each starting like the
+    /// original, keys and structure untouched), or, only when it cannot be brought under the
+    /// limit by cutting strings (here: a map of 200,000 keys), is left out.
+    #[test]
+    fn nested_bulk_is_cut_to_fit(
+        strings in prop::collection::vec(
+            (
+                text(),
+                prop_oneof![0..64usize, 150_000..700_000usize],
+                prop::collection::vec(any::<bool>(), 1..5),
+            ),
+            1..6,
+        ),
+        many_keys in prop::sample::select(&[0usize, 0, 0, 200_000][..]),
+    ) {
+        let mut pairs = Vec::new();
+        let mut want = Vec::new();
+        for (i, (unit, len, shape)) in strings.iter().enumerate() {
+            let long = if unit.is_empty() { vec![b'u'; *len] } else {
+                unit.repeat(len / unit.len() + 1)
+            };
+            want.push((format!("a{i}"), shape.clone(), String::from_utf8_lossy(&long).into_owned()));
+            pairs.push((Mp::Str(format!("a{i}").into_bytes()), wrap(Mp::Str(long), shape)));
+        }
+        if many_keys > 0 {
+            let keys = (0..many_keys)
+                .map(|i| (Mp::Str(format!("k{i}").into_bytes()), Mp::UInt(1)))
+                .collect();
+            pairs.push((Mp::Str(b"many".to_vec()), Mp::Map(keys)));
+        }
+        let time = decode::Timestamp { secs: 1, nanos: 0 };
+        let (r, out) = map_alone(&config_of(&[]), &Mp::Map(pairs), time);
+        if many_keys > 0 {
+            prop_assert!(matches!(r, Mapped::TooLarge { bytes } if bytes > MAX_LOG_BYTES), "{r:?}");
+            prop_assert!(out.is_empty());
+            return Ok(());
+        }
+        let o = check_object(&out);
+        let mut cut = 0;
+        for (k, shape, full) in &want {
+            let got = unwrap_json(&o[k.as_str()], shape).as_str().unwrap();
+            if got != full {
+                let kept = got.strip_suffix(TRUNCATION_MARKER).unwrap();
+                prop_assert!(full.starts_with(kept), "{k}");
+                cut += 1;
+            }
+            let mut skeleton = o[k.as_str()].clone();
+            let mut expected = serde_json::to_value(wrap_json(shape)).unwrap();
+            *unwrap_json_mut(&mut skeleton, shape) = serde_json::Value::Null;
+            *unwrap_json_mut(&mut expected, shape) = serde_json::Value::Null;
+            prop_assert_eq!(skeleton, expected);
+        }
+        prop_assert_eq!(r, Mapped::Written { truncated: cut > 0 });
+        if cut > 0 {
+            prop_assert!(out.len() > MAX_LOG_BYTES - 8, "cut too much: {}", out.len());
+        }
+    }
+}
+
+/// The JSON `wrap` gives, with a null leaf.
+fn wrap_json(shape: &[bool]) -> serde_json::Value {
+    shape.iter().fold(serde_json::Value::Null, |v, &in_map| {
+        if in_map {
+            serde_json::json!({"n": v, "k": 1})
+        } else {
+            serde_json::json!([1, v])
+        }
+    })
+}
+
+fn unwrap_json_mut<'a>(
+    mut v: &'a mut serde_json::Value,
+    shape: &[bool],
+) -> &'a mut serde_json::Value {
+    for &in_map in shape.iter().rev() {
+        v = if in_map { &mut v["n"] } else { &mut v[1] };
+    }
+    v
+}
+
 // ---------------------------------------------------------------------------------------------
 // damaged fixtures
 

@@ -19,7 +19,10 @@
 //! A flush step may also set `rss_every: N` to sample the resident set size after every N
 //! chunks (`rss_kb` in the report: `[chunks done, KiB]` pairs).
 //! `exit` is `ctx` (ExitCtx per instance), `same_ctx` (Fluent Bit 1.9: the last instance's
-//! context for every instance), `global` (FLBPluginExit) or `none`.
+//! context for every instance), `global` (FLBPluginExit) or `none`. `exit_after_ms: N` exits
+//! N ms after the flushes started, while they may still run (they are joined afterwards);
+//! `stray_exits: [tokens]` first calls ExitCtx with contexts the plugin never issued (0 is
+//! NULL). `exit_s` in the report is the time the exit calls took.
 //!
 //! `"host": "2.0"` plays a Fluent Bit >= 2.0 host (2.0+ api table, the stand-in cmetrics and
 //! logger; `"log_level": 1..5` is the instance's `Log_Level`, default 3 = info); the report
@@ -84,35 +87,56 @@ fn run(s: &Value) -> Value {
         init_codes.push(code);
         ctxs.push(ctx);
     }
-    let mut flush_reports = Vec::new();
     let all_ok = init_codes.iter().all(|&c| c == 1);
-    if all_ok {
-        for f in s["flushes"].as_array().cloned().unwrap_or_default() {
-            let ctx = ctxs[f["instance"].as_u64().unwrap_or(0) as usize];
-            flush_reports.push(run_flush(&host, ctx, &f));
-        }
-    }
     let exit = s["exit"].as_str().unwrap_or("ctx");
-    let exit_started = Instant::now();
-    if all_ok || exit != "none" {
-        match exit {
-            "ctx" => ctxs.iter().for_each(|c| {
-                host.exit_ctx(*c);
-            }),
-            "same_ctx" => {
-                if let Some(last) = ctxs.last() {
-                    for _ in &ctxs {
-                        host.exit_ctx(*last);
+    let exit_after = s["exit_after_ms"].as_u64().map(Duration::from_millis);
+    let do_exit = || {
+        let started = Instant::now();
+        for t in s["stray_exits"].as_array().cloned().unwrap_or_default() {
+            host.exit_ctx(Ctx(t.as_u64().unwrap_or(0) as usize));
+        }
+        if all_ok || exit != "none" {
+            match exit {
+                "ctx" => ctxs.iter().for_each(|c| {
+                    host.exit_ctx(*c);
+                }),
+                "same_ctx" => {
+                    if let Some(last) = ctxs.last() {
+                        for _ in &ctxs {
+                            host.exit_ctx(*last);
+                        }
                     }
                 }
+                "global" => {
+                    host.exit_all();
+                }
+                _ => {}
             }
-            "global" => {
-                host.exit_all();
-            }
-            _ => {}
         }
-    }
-    let exit_s = exit_started.elapsed().as_secs_f64();
+        started.elapsed().as_secs_f64()
+    };
+    let flushes = s["flushes"].as_array().cloned().unwrap_or_default();
+    let run_flushes = || -> Vec<Value> {
+        if !all_ok {
+            return Vec::new();
+        }
+        flushes
+            .iter()
+            .map(|f| run_flush(&host, ctxs[f["instance"].as_u64().unwrap_or(0) as usize], f))
+            .collect()
+    };
+    let (flush_reports, exit_s) = match exit_after {
+        Some(after) => std::thread::scope(|sc| {
+            let flushing = sc.spawn(run_flushes);
+            std::thread::sleep(after);
+            let exit_s = do_exit();
+            (flushing.join().expect("flush thread"), exit_s)
+        }),
+        None => {
+            let reports = run_flushes();
+            (reports, do_exit())
+        }
+    };
     let (host_log, metrics): (Vec<Value>, Vec<Value>) = host::stand_in_calls()
         .into_iter()
         .partition(|c| c["call"] == "flb_log_print");

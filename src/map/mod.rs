@@ -15,8 +15,9 @@
 //! its JSON text, in which a key that is itself an array or map is cut); NaN and infinities
 //! become `null`; nesting deeper than [`MAX_DEPTH`] is replaced by [`NESTING_MARKER`]. An
 //! object over Datadog's 1 MB single-log limit has its message cut to fit (then, if needed,
-//! its largest other string attributes), each cut string ending in
-//! [`TRUNCATION_MARKER`].
+//! the largest other strings of its attributes, at any depth), each cut string ending in
+//! [`TRUNCATION_MARKER`]; one that cannot be brought under the limit that way (too many
+//! keys) is left out and counted.
 //!
 //! A record with the same keys as the one before (a container's records usually have) is
 //! written from that record's object with the date and values put in (`template`), which
@@ -97,7 +98,7 @@ struct Temps {
     keys: Vec<(usize, usize)>,
     /// Room for a key's text or a tag being made.
     text: Vec<u8>,
-    /// Top-level string values written, which may be cut when the object is over 1 MB.
+    /// Room for the string values that may be cut when the object is over 1 MB.
     strings: Vec<(usize, usize)>,
     /// The top-level keys once there are too many to check one by one (see `value`).
     seen: HashSet<Box<[u8]>>,
@@ -122,9 +123,44 @@ impl Scratch {
     pub fn entries(&mut self) -> &mut Vec<Entry> {
         &mut self.tmp.entries
     }
+
+    /// Bytes of heap memory the buffers hold (their capacity, not what they hold now).
+    pub fn capacity_bytes(&self) -> usize {
+        self.tmp.capacity_bytes()
+            + self.cache.tags.capacity_bytes()
+            + self.cache.template.capacity_bytes()
+    }
+
+    /// Gives the memory back when the buffers hold more than `limit` bytes (after one huge
+    /// record, say: they grow to the largest record seen): they start again empty, caches
+    /// included (which only costs the next record the general way).
+    pub fn shrink_to(&mut self, limit: usize) {
+        if self.capacity_bytes() > limit {
+            *self = Scratch::default();
+        }
+    }
+}
+
+/// Bytes of heap capacity of a vector.
+fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
 }
 
 impl Temps {
+    /// Bytes of heap capacity held (the keys in `seen` counted by their length).
+    fn capacity_bytes(&self) -> usize {
+        let seen = self.seen.capacity() * (std::mem::size_of::<Box<[u8]>>() + 1)
+            + self.seen.iter().map(|k| k.len()).sum::<usize>();
+        vec_bytes(&self.entries)
+            + vec_bytes(&self.skip)
+            + vec_bytes(&self.keys)
+            + vec_bytes(&self.text)
+            + vec_bytes(&self.strings)
+            + seen
+            + vec_bytes(&self.ecs_entries)
+            + self.marks.capacity_bytes()
+    }
+
     /// Clears what the previous record left, for a record of `self.entries`.
     fn clear(&mut self) {
         self.marks.clear();
@@ -204,6 +240,7 @@ impl Mapper {
             // A plan holds the tags of the record it was made from (see `template`).
             cache.template.forget();
         }
+        let attrs_from = out.len();
         let (message, whole_message) = self.write_record_attrs(rec.body, &present, t, out);
         out.push(b'}');
 
@@ -215,7 +252,14 @@ impl Mapper {
             }
             return Mapped::Written { truncated: false };
         }
-        truncate::fit(out, start, message, whole_message, &mut t.strings)
+        truncate::fit(
+            out,
+            start,
+            attrs_from,
+            message,
+            whole_message,
+            &mut t.strings,
+        )
     }
 
     /// Writes `message` (the record's, else the `dd_message_key` value renamed) and the
@@ -272,9 +316,7 @@ impl Mapper {
                 s.marks.note(v0, out.len(), Slot::Message(i));
                 continue;
             }
-            if write_entry_value(body, e, out, &mut s.keys) {
-                s.strings.push((v0, out.len()));
-            }
+            write_entry_value(body, e, out, &mut s.keys);
             s.marks.note(v0, out.len(), Slot::Value(i));
         }
         (message, whole_message)

@@ -36,6 +36,15 @@ pub(super) struct Tags {
 }
 
 impl Tags {
+    /// Bytes of heap capacity held.
+    pub(super) fn capacity_bytes(&self) -> usize {
+        use super::vec_bytes;
+        vec_bytes(&self.list)
+            + vec_bytes(&self.ranges)
+            + vec_bytes(&self.json)
+            + vec_bytes(&self.sig)
+    }
+
     /// True when these are the tags `mapper` makes from these inputs: the record's
     /// `ecs_entries` and its own tag list `own`.
     pub(super) fn same_inputs(

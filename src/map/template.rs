@@ -102,6 +102,11 @@ pub(super) struct Marks {
 }
 
 impl Marks {
+    /// Bytes of heap capacity held.
+    pub(super) fn capacity_bytes(&self) -> usize {
+        super::vec_bytes(&self.spots)
+    }
+
     /// Forgets the previous record's.
     pub(super) fn clear(&mut self) {
         self.spots.clear();
@@ -114,6 +119,17 @@ impl Marks {
 }
 
 impl Template {
+    /// Bytes of heap capacity held.
+    pub(super) fn capacity_bytes(&self) -> usize {
+        use super::vec_bytes;
+        vec_bytes(&self.tag)
+            + vec_bytes(&self.keys)
+            + vec_bytes(&self.key_ends)
+            + vec_bytes(&self.ecs)
+            + vec_bytes(&self.text)
+            + vec_bytes(&self.slots)
+    }
+
     /// Drops the plan: the general way has remade the tags, which it holds.
     pub(super) fn forget(&mut self) {
         self.mapper = 0;

@@ -136,3 +136,46 @@ mod tags;
 mod template;
 mod truncate;
 mod value;
+
+/// One huge record grows the buffers far past what ordinary records need; shrinking above a
+/// limit gives that back, and ordinary records keep theirs (and their plan).
+#[test]
+fn scratch_gives_back_memory_after_a_huge_record() {
+    const LIMIT: usize = 4 << 20;
+    let m = Mapper::new(&cfg(&[]));
+    let small = enc(&obj(&[("log", s("hello")), ("a", M::UInt(1))]));
+    let rec = |body| Record {
+        time: T0,
+        meta: &[],
+        body,
+    };
+    let mut scratch = Scratch::default();
+    for _ in 0..3 {
+        m.write(&rec(&small), TAG, &mut scratch, &mut Vec::new());
+    }
+    let ordinary = scratch.capacity_bytes();
+    scratch.shrink_to(LIMIT);
+    assert_eq!(
+        scratch.capacity_bytes(),
+        ordinary,
+        "an ordinary record's buffers are kept"
+    );
+
+    let huge = enc(&M::Map(
+        (0..350_000)
+            .map(|i| (s(&format!("k{i}")), M::UInt(i)))
+            .collect(),
+    ));
+    let mut out = Vec::new();
+    m.write(&rec(&huge), TAG, &mut scratch, &mut out);
+    let grown = scratch.capacity_bytes();
+    scratch.shrink_to(LIMIT);
+    let after = scratch.capacity_bytes();
+    println!(
+        "scratch: ordinary {ordinary} B, after a 350,000-key record {grown} B, shrunk {after} B"
+    );
+    assert!(grown > LIMIT, "{grown}");
+    assert!(after <= LIMIT, "{after}");
+    // Still works, with the same bytes as a fresh one.
+    same_as_alone(&m, &rec(&small), &mut scratch, "after shrinking");
+}

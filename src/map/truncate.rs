@@ -1,29 +1,37 @@
 //! Datadog's 1 MB limit for one log ([`MAX_LOG_BYTES`] bytes of JSON).
 //!
-//! An object over the limit has its message cut to fit, then, if needed, its largest other
-//! top-level strings, each cut string ending in [`TRUNCATION_MARKER`]; cuts fall on character
-//! boundaries and never inside an escape. An object that does not fit even so is left out
-//! ([`Mapped::TooLarge`](super::Mapped::TooLarge)). A message longer than the limit is only written in part in the
-//! first place (see [`write_message`]).
+//! An object over the limit has its message cut to fit, then, if needed, the largest other
+//! string values of the record's attributes, wherever they are (top-level, or inside nested
+//! maps and arrays), each cut string ending in [`TRUNCATION_MARKER`]; cuts fall on character
+//! boundaries and never inside an escape, and keys are never cut (so no map gains a duplicate
+//! key). An object that does not fit even so (for example one with hundreds of thousands of
+//! keys) is left out ([`Mapped::TooLarge`](super::Mapped::TooLarge)), which the caller counts
+//! and logs. A message longer than the limit is only written in part in the first place (see
+//! [`write_message`]).
 
 use super::value::write_value;
 use super::{MAX_LOG_BYTES, Mapped, TRUNCATION_MARKER, write_str};
 use crate::decode::{Entry, Reader};
 
 /// Fits the object written at `out[start..]`, which is over [`MAX_LOG_BYTES`]: cuts the
-/// message (its JSON string at `message`) first, then the largest other top-level strings
-/// (`strings`, emptied for reuse), or takes the object out when that is not enough.
-/// `whole_message` is the whole text of a message written only in part (see
-/// [`write_message`]), for the size reported then.
+/// message (its JSON string at `message`) first, then the largest other string values written
+/// from `attrs_from` on (the record's attributes, at any depth), or takes the object out when
+/// that is not enough. `strings` is room for their ranges, emptied for reuse. `whole_message`
+/// is the whole text of a message written only in part (see [`write_message`]), for the size
+/// reported then.
 pub(super) fn fit(
     out: &mut Vec<u8>,
     start: usize,
+    attrs_from: usize,
     message: Option<(usize, usize)>,
     whole_message: Option<&[u8]>,
     strings: &mut Vec<(usize, usize)>,
 ) -> Mapped {
     let size = out.len() - start;
     let mut cuts: Vec<(usize, usize)> = std::mem::take(strings);
+    cuts.clear();
+    string_values(&out[..out.len() - 1], attrs_from, &mut cuts);
+    cuts.retain(|&c| Some(c) != message);
     cuts.sort_by_key(|&(a, b)| std::cmp::Reverse(b - a));
     if let Some(m) = message {
         cuts.insert(0, m);
@@ -56,6 +64,25 @@ pub(super) fn fit(
     });
     Mapped::TooLarge {
         bytes: size + left_out,
+    }
+}
+
+/// Lists the ranges (quotes included) of the string values in the JSON text `json[from..]`,
+/// which starts outside any string: every string not followed by `:` (the writer puts a key's
+/// colon right after it), at any depth.
+fn string_values(json: &[u8], from: usize, found: &mut Vec<(usize, usize)>) {
+    let mut i = from;
+    while let Some(q) = json[i..].iter().position(|&b| b == b'"') {
+        let a = i + q;
+        let mut j = a + 1;
+        while j < json.len() && json[j] != b'"' {
+            j += if json[j] == b'\\' { 2 } else { 1 };
+        }
+        let b = (j + 1).min(json.len());
+        if json.get(b) != Some(&b':') {
+            found.push((a, b));
+        }
+        i = b;
     }
 }
 

@@ -180,22 +180,18 @@ pub(super) fn write_value(
 }
 
 /// Writes the value of a top-level attribute: its text as a JSON string, or any other value
-/// as JSON. Returns true for text (which may be cut when the object is over 1 MB).
+/// as JSON.
 pub(super) fn write_entry_value(
     body: &[u8],
     e: Entry,
     out: &mut Vec<u8>,
     keys: &mut Vec<(usize, usize)>,
-) -> bool {
+) {
     match e.text_in(body) {
-        Some(text) => {
-            write_str(out, text);
-            true
-        }
+        Some(text) => write_str(out, text),
         None => {
             let raw = &body[e.value.0..e.value.1];
             write_value(&mut Reader::new(raw), out, 1, keys, false);
-            false
         }
     }
 }

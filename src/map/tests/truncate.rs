@@ -105,7 +105,7 @@ fn message_over_1mb_written_in_part_keeps_the_same_text() {
 #[test]
 fn too_large_object_reports_its_whole_size() {
     // The message is written only in part, but the size reported is the whole object's.
-    let other = ("other", M::Arr(vec![s(&"z".repeat(1_200_000))]));
+    let other = ("other", M::Arr(vec![M::UInt(1_000_000); 200_000]));
     let size =
         |log: &str| match map_raw(&cfg(&[]), T0, &[], &obj(&[("log", s(log)), other.clone()])).0 {
             Mapped::TooLarge { bytes } => bytes,
@@ -120,13 +120,9 @@ fn too_large_object_reports_its_whole_size() {
 fn object_too_large_without_message_is_reported() {
     let big = "z".repeat(1_200_000);
     for body in [
-        // Only top-level strings are cut: a string inside an array or a map is not.
-        obj(&[("other", M::Arr(vec![s(&big)]))]),
-        obj(&[("log", s("short")), ("other", obj(&[("x", s(&big))]))]),
-        // A message that is not a string cannot be cut.
-        obj(&[("log", M::Arr(vec![s(&big)]))]),
-        // Nor can a key.
+        // A key cannot be cut.
         M::Map(vec![(s(&big), M::UInt(1))]),
+        obj(&[("m", M::Map(vec![(s(&big), s("v"))]))]),
         // Many small values.
         obj(&[("n", M::Arr(vec![M::UInt(1_000_000); 200_000]))]),
     ] {
@@ -182,4 +178,41 @@ fn largest_other_strings_cut_after_the_message() {
     let o = parse_checked(&out);
     assert!(o["message"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
     assert_eq!(o["a"].as_str().unwrap().len(), 700_000);
+}
+
+#[test]
+fn nested_strings_are_cut_to_fit() {
+    let big = "z".repeat(1_200_000);
+    let half = "h\"".repeat(300_000);
+    for (body, path) in [
+        (obj(&[("other", M::Arr(vec![s(&big)]))]), "/other/0"),
+        (
+            obj(&[("log", s("short")), ("other", obj(&[("x", s(&big))]))]),
+            "/other/x",
+        ),
+        // A message that is not a string: the strings inside it.
+        (
+            obj(&[("log", M::Arr(vec![M::UInt(1), s(&big)]))]),
+            "/message/1",
+        ),
+        // Deep, beside another large nested string that is left whole.
+        (
+            obj(&[
+                ("a", obj(&[("b", M::Arr(vec![obj(&[("c", s(&big))])]))])),
+                ("d", M::Arr(vec![s(&half)])),
+            ]),
+            "/a/b/0/c",
+        ),
+    ] {
+        let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
+        assert_eq!(r, Mapped::Written { truncated: true }, "{path}");
+        assert!(out.len() <= MAX_LOG_BYTES && out.len() > MAX_LOG_BYTES - 8);
+        let o = parse_checked(&out);
+        let cut = o.pointer(path).and_then(J::as_str).expect(path);
+        let kept = cut.strip_suffix(TRUNCATION_MARKER).expect("marker");
+        assert!(big.starts_with(kept), "{path}");
+        if let Some(d) = o.pointer("/d/0") {
+            assert_eq!(d.as_str(), Some(half.as_str()));
+        }
+    }
 }

@@ -28,29 +28,40 @@ pub(super) fn fit(
     strings: &mut Vec<(usize, usize)>,
 ) -> Mapped {
     let size = out.len() - start;
-    let mut cuts: Vec<(usize, usize)> = std::mem::take(strings);
-    cuts.clear();
-    string_values(&out[..out.len() - 1], attrs_from, &mut cuts);
-    cuts.retain(|&c| Some(c) != message);
-    cuts.sort_by_key(|&(a, b)| std::cmp::Reverse(b - a));
-    if let Some(m) = message {
-        cuts.insert(0, m);
-    }
-    for i in 0..cuts.len() {
-        let excess = (out.len() - start).saturating_sub(MAX_LOG_BYTES);
-        if excess == 0 {
-            break;
+    let excess = |out: &Vec<u8>| (out.len() - start).saturating_sub(MAX_LOG_BYTES);
+    // The message first: it is usually what is too large, and cutting it needs no scan of
+    // the object (a 2 MB message is cut without reading the other 1 MB written).
+    let mut message = message;
+    if let Some((m0, m1)) = message {
+        let e = excess(out);
+        if e > 0 {
+            let removed = cut_string(out, m0, m1, e);
+            message = Some((m0, m1 - removed));
         }
-        let (m0, m1) = cuts[i];
-        let removed = cut_string(out, m0, m1, excess);
-        for c in cuts.iter_mut().skip(i + 1) {
-            if c.0 > m0 {
-                *c = (c.0 - removed, c.1 - removed);
+    }
+    if excess(out) > 0 {
+        // Then the largest other strings, wherever they are.
+        let mut cuts: Vec<(usize, usize)> = std::mem::take(strings);
+        cuts.clear();
+        string_values(&out[..out.len() - 1], attrs_from, &mut cuts);
+        cuts.retain(|&c| Some(c) != message);
+        cuts.sort_by_key(|&(a, b)| std::cmp::Reverse(b - a));
+        for i in 0..cuts.len() {
+            let e = excess(out);
+            if e == 0 {
+                break;
+            }
+            let (m0, m1) = cuts[i];
+            let removed = cut_string(out, m0, m1, e);
+            for c in cuts.iter_mut().skip(i + 1) {
+                if c.0 > m0 {
+                    *c = (c.0 - removed, c.1 - removed);
+                }
             }
         }
+        cuts.clear();
+        *strings = cuts;
     }
-    cuts.clear();
-    *strings = cuts;
     let size_after = out.len() - start;
     if size_after <= MAX_LOG_BYTES {
         return Mapped::Written { truncated: true };

@@ -29,21 +29,6 @@ fn flush_generated(url: &str, extra: &[(&str, &str)], records: usize, per_chunk:
     }))
 }
 
-fn counter(run: &Run, name: &str) -> u64 {
-    let line = run.lines_with("] exit: ").pop().expect("exit summary line");
-    let key = format!(" {name}=");
-    let at = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} not in {line}"))
-        + key.len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// (encoding, status, bytes on the wire) of every log request, in arrival order.
 fn requests(mock: &MockIntake) -> Vec<(String, u64, u64)> {
     mock.log()
@@ -67,9 +52,9 @@ fn all_delivered_once(run: &Run, mock: &MockIntake, records: usize) {
         run.stderr
     );
     assert_eq!(tally(&mock.objects()), (records, 0));
-    assert_eq!(counter(run, "objects_sent"), records as u64);
+    assert_eq!(run.counter("objects_sent"), records as u64);
     for reason in ["dropped_400", "dropped_413", "dropped_rejected"] {
-        assert_eq!(counter(run, reason), 0, "{reason}");
+        assert_eq!(run.counter(reason), 0, "{reason}");
     }
 }
 
@@ -86,7 +71,7 @@ fn zstd_by_default_delivers_every_log_with_fewer_bytes_than_gzip() {
     );
     let zstd_bytes: u64 = sent.iter().map(|r| r.2).sum();
     // The plugin counts what the intake read off the wire.
-    assert_eq!(counter(&run, "bytes_wire"), zstd_bytes);
+    assert_eq!(run.counter("bytes_wire"), zstd_bytes);
     assert!(run.lines_with("zstd was refused").is_empty());
 
     mock.reset();
@@ -166,7 +151,7 @@ fn status_400_for_zstd_that_gzip_passes_switches_to_gzip_without_dropping() {
     );
     // Both attempts are counted as bytes on the wire.
     assert_eq!(
-        counter(&run, "bytes_wire"),
+        run.counter("bytes_wire"),
         sent.iter().map(|r| r.2).sum::<u64>()
     );
 }
@@ -178,7 +163,7 @@ fn a_poisoned_log_under_zstd_is_isolated_and_zstd_is_kept() {
     let run = flush_generated(&mock.url, &[("max_concurrency", "1")], 1000, 1000);
     assert_eq!(run.final_codes(0), [1]);
     assert_eq!(tally(&mock.objects()), (999, 0));
-    assert_eq!(counter(&run, "dropped_400"), 1);
+    assert_eq!(run.counter("dropped_400"), 1);
     assert!(
         run.lines_with("zstd was refused").is_empty(),
         "{}",

@@ -39,21 +39,6 @@ fn flush(
     )
 }
 
-fn counter(run: &Run, name: &str) -> u64 {
-    let line = run.lines_with("] exit: ").pop().expect("exit summary line");
-    let key = format!("{name}=");
-    let at = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("{name} not in {line}"))
-        + key.len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn an_intake_answering_400_to_everything_costs_a_few_dozen_requests_and_fails_the_chunk() {
     let mock = MockIntake::start(Some(KEY));
@@ -63,8 +48,8 @@ fn an_intake_answering_400_to_everything_costs_a_few_dozen_requests_and_fails_th
     eprintln!("all-400: {requests} requests for 3000 logs in 3 batches");
     assert_eq!(run.final_codes(0), [0], "ERROR: the host sees the drop");
     assert!(requests <= 60, "{requests} requests");
-    assert_eq!(counter(&run, "dropped_400"), 0, "no log is blamed alone");
-    assert_eq!(counter(&run, "dropped_rejected"), 3000);
+    assert_eq!(run.counter("dropped_400"), 0, "no log is blamed alone");
+    assert_eq!(run.counter("dropped_rejected"), 3000);
     let lines = run.lines_with("refuses the whole payload");
     assert_eq!(lines.len(), 1, "{}", run.stderr);
     let host = mock.url.trim_start_matches("http://");
@@ -93,7 +78,7 @@ fn a_few_poisoned_logs_among_good_ones_are_still_isolated_alone() {
     let run = flush(&mock.url, &[], 1000, 0, &[]);
     assert_eq!(run.final_codes(0), [1]);
     assert_eq!(tally(&mock.objects()), (997, 0));
-    assert_eq!(counter(&run, "dropped_400"), 3);
+    assert_eq!(run.counter("dropped_400"), 3);
     assert_eq!(
         run.lines_with("dropped one log of").len(),
         1,
@@ -120,7 +105,7 @@ fn a_panicking_sender_thread_keeps_its_batch_pending() {
     );
     assert_eq!(run.codes(0), [vec![2, 1]], "RETRY, then OK");
     assert_eq!(tally(&mock.objects()), (3000, 0));
-    assert_eq!(counter(&run, "objects_sent"), 3000);
+    assert_eq!(run.counter("objects_sent"), 3000);
 }
 
 #[test]

@@ -39,6 +39,15 @@ impl Run {
         self.codes(i).iter().map(|c| *c.last().unwrap()).collect()
     }
 
+    /// The value of counter `name` in the last exit summary line.
+    pub fn counter(&self, name: &str) -> u64 {
+        let line = self
+            .lines_with("] exit: ")
+            .pop()
+            .expect("exit summary line");
+        summary_value(line, name)
+    }
+
     /// Log lines that contain `needle`.
     pub fn lines_with(&self, needle: &str) -> Vec<&str> {
         self.stderr.lines().filter(|l| l.contains(needle)).collect()

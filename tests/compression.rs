@@ -4,22 +4,11 @@
 //! delivered once and none dropped.
 
 use test_support as common;
+use test_support::tally;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host};
-use serde_json::{Value, json};
-use std::collections::HashMap;
-
-/// Distinct messages received and how many arrived more than once.
-fn tally(objects: &[Value]) -> (usize, usize) {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for o in objects {
-        *seen
-            .entry(o["message"].as_str().unwrap_or("").to_string())
-            .or_default() += 1;
-    }
-    (seen.len(), seen.values().map(|n| n - 1).sum())
-}
+use serde_json::json;
 
 fn flush_generated(url: &str, extra: &[(&str, &str)], records: usize, per_chunk: usize) -> Run {
     run_host(&json!({

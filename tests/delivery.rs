@@ -3,23 +3,11 @@
 //! duplicates (always 0), and the plugin's counters.
 
 use test_support as common;
+use test_support::tally;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host};
-use serde_json::{Value, json};
-use std::collections::HashMap;
-
-/// Distinct messages received and how many arrived more than once.
-fn tally(objects: &[Value]) -> (usize, usize) {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for o in objects {
-        *seen
-            .entry(o["message"].as_str().unwrap_or("").to_string())
-            .or_default() += 1;
-    }
-    let dups = seen.values().map(|n| n - 1).sum();
-    (seen.len(), dups)
-}
+use serde_json::json;
 
 /// Flushes `records` generated FireLens records (in chunks of `per_chunk`), retrying each
 /// chunk up to `retries` times as Fluent Bit's scheduler would.

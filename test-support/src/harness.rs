@@ -135,3 +135,12 @@ pub fn summary_value(line: &str, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Distinct messages among `objects` and how many arrived more than once.
+pub fn tally(objects: &[Value]) -> (usize, usize) {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for o in objects {
+        *seen.entry(o["message"].as_str().unwrap_or("")).or_default() += 1;
+    }
+    (seen.len(), seen.values().map(|n| n - 1).sum())
+}

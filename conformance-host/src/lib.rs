@@ -408,6 +408,28 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// The tag Fluent Bit passed with the forward fixtures.
 pub const FIRELENS_TAG: &str = "main-container-firelens-cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e";
 
+/// Appends one record: `[[EventTime, {}], body]` (4.x layout) or `[EventTime, body]` (1.9),
+/// with string fields as the body.
+fn push_record(out: &mut Vec<u8>, v2: bool, secs: u32, nanos: u32, fields: &[(&str, &str)]) {
+    rmp::encode::write_array_len(out, 2).unwrap();
+    if v2 {
+        rmp::encode::write_array_len(out, 2).unwrap();
+    }
+    let mut ts = [0u8; 8];
+    ts[..4].copy_from_slice(&secs.to_be_bytes());
+    ts[4..].copy_from_slice(&nanos.to_be_bytes());
+    rmp::encode::write_ext_meta(out, 8, 0).unwrap();
+    out.extend_from_slice(&ts);
+    if v2 {
+        rmp::encode::write_map_len(out, 0).unwrap();
+    }
+    rmp::encode::write_map_len(out, fields.len() as u32).unwrap();
+    for (k, v) in fields {
+        rmp::encode::write_str(out, k).unwrap();
+        rmp::encode::write_str(out, v).unwrap();
+    }
+}
+
 /// Builds a chunk of `n` FireLens-shaped records (about 620 bytes of JSON each, much alike:
 /// one request shape with a counter in it), in the 4.x layout (`[[EventTime, {}], body]`) or the 1.9 one (`[EventTime, body]`).
 pub fn firelens_chunk(n: usize, start: usize, v2: bool) -> Vec<u8> {
@@ -415,18 +437,6 @@ pub fn firelens_chunk(n: usize, start: usize, v2: bool) -> Vec<u8> {
     for i in start..start + n {
         let secs = 1_732_400_000u32 + (i / 1000) as u32;
         let nanos = ((i % 1000) * 1_000_000) as u32;
-        rmp::encode::write_array_len(&mut out, 2).unwrap();
-        if v2 {
-            rmp::encode::write_array_len(&mut out, 2).unwrap();
-        }
-        let mut ts = [0u8; 8];
-        ts[..4].copy_from_slice(&secs.to_be_bytes());
-        ts[4..].copy_from_slice(&nanos.to_be_bytes());
-        rmp::encode::write_ext_meta(&mut out, 8, 0).unwrap();
-        out.extend_from_slice(&ts);
-        if v2 {
-            rmp::encode::write_map_len(&mut out, 0).unwrap();
-        }
         let log = format!(
             "{{\"level\":\"info\",\"msg\":\"request served\",\"method\":\"GET\",\"path\":\"/api/v1/orders/{i}\",\"status\":200,\"latency_ms\":{}.{},\"request_id\":\"{:032x}\",\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\"}}",
             i % 97,
@@ -451,11 +461,7 @@ pub fn firelens_chunk(n: usize, start: usize, v2: bool) -> Vec<u8> {
             ("source", if i % 10 == 0 { "stderr" } else { "stdout" }),
             ("log", &log),
         ];
-        rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
-        for (k, v) in fields {
-            rmp::encode::write_str(&mut out, k).unwrap();
-            rmp::encode::write_str(&mut out, v).unwrap();
-        }
+        push_record(&mut out, v2, secs, nanos, &fields);
     }
     out
 }
@@ -504,14 +510,6 @@ pub fn varied_chunk(n: usize, start: usize) -> Vec<u8> {
         let r = |k: u64| mix(((i as u64) << 4) | k);
         let secs = 1_732_400_000u32 + (i / 1000) as u32;
         let nanos = (r(0) % 1_000_000_000) as u32;
-        rmp::encode::write_array_len(&mut out, 2).unwrap();
-        rmp::encode::write_array_len(&mut out, 2).unwrap();
-        let mut ts = [0u8; 8];
-        ts[..4].copy_from_slice(&secs.to_be_bytes());
-        ts[4..].copy_from_slice(&nanos.to_be_bytes());
-        rmp::encode::write_ext_meta(&mut out, 8, 0).unwrap();
-        out.extend_from_slice(&ts);
-        rmp::encode::write_map_len(&mut out, 0).unwrap();
         let pick = |k: u64, len: usize| (r(k) % len as u64) as usize;
         let log = if r(1) % 3 == 0 {
             let ip = r(2);
@@ -578,11 +576,7 @@ pub fn varied_chunk(n: usize, start: usize) -> Vec<u8> {
             ("source", if r(15) % 10 == 0 { "stderr" } else { "stdout" }),
             ("log", &log),
         ];
-        rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
-        for (k, v) in fields {
-            rmp::encode::write_str(&mut out, k).unwrap();
-            rmp::encode::write_str(&mut out, v).unwrap();
-        }
+        push_record(&mut out, true, secs, nanos, &fields);
     }
     out
 }

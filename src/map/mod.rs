@@ -111,10 +111,45 @@ struct Temps {
 /// What is kept from one record to the next, each valid only under the rules its type states.
 #[derive(Debug, Default)]
 struct Cache {
-    /// The tags made last and their inputs.
+    /// The tag sets made lately, most recently used first, at most [`TAG_SETS`].
+    sets: Vec<TagSet>,
+    /// Records written from a plan so far (for the tests).
+    hits: u64,
+}
+
+/// How many tag sets (and their plans) a [`Scratch`] keeps. One is enough for a FireLens
+/// chunk (one container's records), but a chunk can mix the records of several containers
+/// or tasks (one tag for a whole service, a router fed by others over `forward`), and with
+/// one set those would remake their tags and lose their plan at every record.
+const TAG_SETS: usize = 8;
+
+/// One tag set made for some records, and the plan made under it.
+#[derive(Debug, Default)]
+struct TagSet {
+    /// The tags and their inputs.
     tags: Tags,
-    /// The plan for records shaped like the last one mapped the general way.
+    /// The plan for records with these tags shaped like the last one mapped the general way
+    /// with them.
     template: Template,
+}
+
+impl Cache {
+    /// Makes `sets[k]` the most recently used.
+    fn bring_forward(&mut self, k: usize) {
+        if k > 0 {
+            self.sets[..=k].rotate_right(1);
+        }
+    }
+
+    /// Bytes of heap capacity held.
+    fn capacity_bytes(&self) -> usize {
+        vec_bytes(&self.sets)
+            + self
+                .sets
+                .iter()
+                .map(|set| set.tags.capacity_bytes() + set.template.capacity_bytes())
+                .sum::<usize>()
+    }
 }
 
 impl Scratch {
@@ -126,9 +161,7 @@ impl Scratch {
 
     /// Bytes of heap memory the buffers hold (their capacity, not what they hold now).
     pub fn capacity_bytes(&self) -> usize {
-        self.tmp.capacity_bytes()
-            + self.cache.tags.capacity_bytes()
-            + self.cache.template.capacity_bytes()
+        self.tmp.capacity_bytes() + self.cache.capacity_bytes()
     }
 
     /// Gives the memory back when the buffers hold more than `limit` bytes (after one huge
@@ -235,11 +268,7 @@ impl Mapper {
         out.push(b'{');
         self.write_own_attrs(rec, tag, &present, t, out);
         self.write_otlp(&otlp, &present, out, &mut t.keys);
-        let same_tags = self.write_tags(rec.body, &present, t, &mut cache.tags, out);
-        if !same_tags {
-            // A plan holds the tags of the record it was made from (see `template`).
-            cache.template.forget();
-        }
+        let same_tags = self.write_tags(rec.body, &present, t, cache, out);
         let attrs_from = out.len();
         let (message, whole_message) = self.write_record_attrs(rec.body, &present, t, out);
         out.push(b'}');
@@ -247,8 +276,14 @@ impl Mapper {
         if out.len() - start <= MAX_LOG_BYTES {
             // A plan for the next records, when one is wanted (none, or it stopped matching)
             // and allowed.
-            if template::eligible(same_tags, &otlp, &present) && cache.template.wanted(self.id) {
-                cache.template.keep(self.id, rec, tag, t, out, start);
+            // The record's tag set is the first now (see `tags`); when it was made before,
+            // its plan (if any) did not match this record.
+            let plan = &mut cache.sets[0].template;
+            if same_tags {
+                plan.missed();
+            }
+            if template::eligible(same_tags, &otlp, &present) && plan.wanted(self.id) {
+                plan.keep(self.id, rec, tag, t, out, start);
             }
             return Mapped::Written { truncated: false };
         }

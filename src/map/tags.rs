@@ -3,10 +3,11 @@
 //!
 //! The records of a chunk usually share their tags (one task, one container), so the tags
 //! and their JSON are kept in [`Tags`] across records, with their inputs, and made again only
-//! when a record's inputs differ.
+//! when a record's inputs are none of the last few sets' (`Cache`, which keeps up to
+//! `TAG_SETS` of them, for the chunks that mix containers).
 
 use super::attrs::{Present, write_attr};
-use super::{Mapper, Temps, write_str};
+use super::{Cache, Mapper, TAG_SETS, TagSet, Temps, write_str};
 use crate::decode::{self, Entry, Reader, Value};
 
 /// Attributes that `provider ecs` turns into tags (FireLens metadata).
@@ -67,21 +68,22 @@ impl Tags {
 
 impl Mapper {
     /// Writes `ddtags` (unless the record has no tags, or the date or tag attribute took the
-    /// name), made by [`Mapper::collect_tags`]. Returns true when the tags were the previous
-    /// record's.
+    /// name), made by [`Mapper::collect_tags`]. Returns true when the tags were made before
+    /// (for an earlier record, kept in `cache`).
     pub(super) fn write_tags(
         &self,
         body: &[u8],
         present: &Present,
         s: &mut Temps,
-        tags: &mut Tags,
+        cache: &mut Cache,
         out: &mut Vec<u8>,
     ) -> bool {
         let own = present.own_tags.map(|i| {
             let e = s.entries[i];
             &body[e.value.0..e.value.1]
         });
-        let same = self.collect_tags(body, s, own, tags);
+        let same = self.collect_tags(body, s, own, cache);
+        let tags = &cache.sets[0].tags;
         if !self.attrs.ddtags_taken(present) && !tags.list.is_empty() {
             write_attr(out, &mut s.keys, &self.attrs.ddtags);
             out.extend_from_slice(&tags.json);
@@ -89,14 +91,35 @@ impl Mapper {
         same
     }
 
-    /// Makes the tags of a record from its own tag list, the ECS attributes [`Mapper::scan`]
-    /// found and `dd_tags`, into `t`, unless `t` holds those already (see [`Tags`]).
+    /// Finds the tags of a record among the sets `cache` keeps, or makes them from its own
+    /// tag list, the ECS attributes [`Mapper::scan`] found and `dd_tags`: into a new set while
+    /// there are fewer than [`TAG_SETS`], else into the least recently used one, whose plan
+    /// goes with it (a plan holds the tags it was made with, see `template`). Either way the
+    /// record's set becomes the first.
     ///
-    /// Returns true when the tags were the previous record's.
-    fn collect_tags(&self, body: &[u8], s: &mut Temps, own: Option<&[u8]>, t: &mut Tags) -> bool {
-        if t.same_inputs(self.id, body, &s.entries, &s.ecs_entries, own) {
+    /// Returns true when the tags were found.
+    fn collect_tags(
+        &self,
+        body: &[u8],
+        s: &mut Temps,
+        own: Option<&[u8]>,
+        cache: &mut Cache,
+    ) -> bool {
+        let found = cache.sets.iter().position(|set| {
+            set.tags
+                .same_inputs(self.id, body, &s.entries, &s.ecs_entries, own)
+        });
+        if let Some(k) = found {
+            cache.bring_forward(k);
             return true;
         }
+        if cache.sets.len() < TAG_SETS {
+            cache.sets.push(TagSet::default());
+        }
+        cache.bring_forward(cache.sets.len() - 1);
+        let set = &mut cache.sets[0];
+        set.template.forget();
+        let t = &mut set.tags;
         t.sig.clear();
         tag_inputs(body, &s.entries, &s.ecs_entries, own, |p| {
             t.sig.extend_from_slice(&(p.len() as u32).to_le_bytes());

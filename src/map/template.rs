@@ -9,19 +9,22 @@
 //! written by copying the literal pieces and filling the slots, with the same functions, so
 //! the object is byte for byte what the general way would write. The rule that keeps this
 //! true is [`eligible`]'s. Whatever the plan cannot answer for goes the general way (an
-//! object over 1 MB too, written twice then: once here, then cut the general way).
+//! object over 1 MB too, written twice then: once here, then cut the general way; a record
+//! over half that in msgpack goes straight there).
 //!
-//! A plan holds the tags' JSON of the record it was made from, so it is valid only while the
-//! cached tags and their inputs (`tags::Tags`) are still that record's: the general way
-//! drops it when it remakes them. A record that does not match leaves the plan in place (a
+//! A plan holds the tags' JSON of the record it was made from, so each plan belongs to one
+//! tag set (`TagSet`: the tags and their inputs, `tags::Tags`) and is valid only while that
+//! set holds that record's tags: the general way drops it when it remakes the set's tags for
+//! other inputs. A record is tried against the plan of each kept set, the most recently used
+//! first. A record with a set's tags that does not match its plan leaves the plan in place (a
 //! container's odd line does not cost the next lines their plan); after [`REPLACE_AFTER`]
-//! such records in a row, the next record mapped the general way becomes the plan.
+//! such records in a row, the next one of them mapped the general way becomes the plan.
 
 use super::attrs::Present;
 use super::otlp::{Otlp, otlp_fields};
 use super::truncate::write_message;
 use super::value::{write_entry_value, write_i64};
-use super::{MAX_LOG_BYTES, Mapper, Scratch, Temps};
+use super::{MAX_LOG_BYTES, Mapper, Scratch, TagSet, Temps};
 use crate::decode::Record;
 
 /// The plan made from the last record mapped the general way (see the module doc).
@@ -44,9 +47,8 @@ pub(super) struct Template {
     text: Vec<u8>,
     /// Each slot: where it goes in `text`, and what fills it.
     slots: Vec<(usize, Slot)>,
-    /// Records written from a plan so far (for the tests).
-    pub(super) hits: u64,
-    /// Records in a row the plan did not match (see [`Template::wanted`]).
+    /// Records in a row with the plan's tags that it did not match (see
+    /// [`Template::wanted`]).
     misses: u32,
 }
 
@@ -83,7 +85,7 @@ pub(super) enum Slot {
 ///   `include_tag_key`); the ECS attributes' names and values (the tags' inputs); and that
 ///   the record has no OpenTelemetry fields;
 /// * disqualifying, here: tags made for this record rather than reused (the plan keeps the
-///   tags' JSON, valid only while the tag cache holds that record's, see `tags::Tags`); any
+///   tags' JSON, valid only while its tag set holds that record's, see `tags::Tags`); any
 ///   OpenTelemetry field (written from metadata, not a slot); a `ddtags` attribute (whether
 ///   it is a tag list, and which tags it gives, depends on its value); an ECS attribute kept
 ///   as an attribute (that depends on its value being non-empty text).
@@ -135,6 +137,11 @@ impl Template {
         self.mapper = 0;
     }
 
+    /// Counts a record with the plan's tags that it did not match.
+    pub(super) fn missed(&mut self) {
+        self.misses = self.misses.saturating_add(1);
+    }
+
     /// True when a record the general way just mapped (for `mapper`) should become the plan:
     /// there is none, or it stopped matching.
     pub(super) fn wanted(&self, mapper: u64) -> bool {
@@ -182,13 +189,15 @@ impl Template {
 }
 
 impl Mapper {
-    /// True when `rec` has the keys, tag inputs and tag of the plan's record, and no
-    /// OpenTelemetry fields (the plan is this mapper's).
-    fn template_matches(&self, rec: &Record, tag: &str, s: &Scratch) -> bool {
-        let t = &s.cache.template;
-        let (s, tags) = (&s.tmp, &s.cache.tags);
+    /// True when `set` has a plan of this mapper's and `rec` has the keys, tag inputs and tag
+    /// of its record, and no OpenTelemetry fields.
+    fn template_matches(&self, rec: &Record, tag: &str, s: &Temps, set: &TagSet) -> bool {
+        let (t, tags) = (&set.template, &set.tags);
         let body = rec.body;
-        if s.entries.len() != t.entries || (self.attrs.tag.is_some() && t.tag != tag.as_bytes()) {
+        if t.mapper != self.id
+            || s.entries.len() != t.entries
+            || (self.attrs.tag.is_some() && t.tag != tag.as_bytes())
+        {
             return false;
         }
         let mut from = 0;
@@ -208,9 +217,9 @@ impl Mapper {
         otlp_fields(rec.meta).is_empty()
     }
 
-    /// Writes `rec` from the plan when it matches; false, with nothing appended, when it
-    /// does not or when the object would be over [`MAX_LOG_BYTES`] (to be cut the general
-    /// way).
+    /// Writes `rec` from the first kept plan it matches, whose tag set becomes the most
+    /// recently used; false, with nothing appended, when it matches none or when the object
+    /// would be over [`MAX_LOG_BYTES`] (to be cut the general way).
     pub(super) fn write_from_template(
         &self,
         rec: &Record,
@@ -218,14 +227,17 @@ impl Mapper {
         s: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> bool {
-        if s.cache.template.mapper != self.id {
+        if rec.body.len() > MAX_LOG_BYTES / 2 {
+            // Its object may well be over the limit, to be written again the general way,
+            // and next to its size what a plan saves is nothing.
             return false;
         }
-        if !self.template_matches(rec, tag, s) {
-            s.cache.template.misses += 1;
+        let (tmp, cache) = (&mut s.tmp, &mut s.cache);
+        let Some(k) = (cache.sets.iter()).position(|set| self.template_matches(rec, tag, tmp, set))
+        else {
             return false;
-        }
-        let (s, t) = (&mut s.tmp, &mut s.cache.template);
+        };
+        let (s, t) = (tmp, &mut cache.sets[k].template);
         let body = rec.body;
         let start = out.len();
         s.keys.clear();
@@ -248,8 +260,9 @@ impl Mapper {
             out.truncate(start);
             return false;
         }
-        t.hits += 1;
         t.misses = 0;
+        cache.hits += 1;
+        cache.bring_forward(k);
         true
     }
 }

@@ -9,9 +9,14 @@
 # are the plugin's own; and from the mock intake, the bytes on the wire per record and
 # relative to gzip level 6 of the same JSON.
 #   scripts/bench.sh [records]      (default 200000)
+# Each figure is the median of REPEAT runs (default 3), each with its own dry run; the RSS
+# column also gives the range, which moves by a MiB or more from run to run (how many
+# batches happen to be in flight at once, and which malloc arena serves them).
+#   REPEAT=1 scripts/bench.sh 50000   a quick look
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}
+repeat=${REPEAT:-3}
 bin=${CARGO_TARGET_DIR:-target}/release
 cargo build --release --quiet -p fluent-bit-datadog -p conformance-host -p mock-intake
 mock_out=$(mktemp)
@@ -31,33 +36,43 @@ run() { # threads dry codec level varied
     "$bin"/conformance_host -
 }
 
-printf '%s records, chunks of 2000, into the mock intake on loopback\n' "$records"
+printf '%s records, chunks of 2000, into the mock intake on loopback; median of %s runs\n' "$records" "$repeat"
 for varied in false true; do
   if [ "$varied" = true ]; then name="varied (~750 B JSON/record)"; else name="repetitive (~700 B JSON/record)"; fi
   printf '\n%s\n\n' "$name"
-  printf '| codec | level | Workers | plugin CPU s | plugin µs/record | wall s | peak RSS MiB | RSS over dry run MiB | wire B/record | bytes vs gzip 6 |\n'
+  printf '| codec | level | Workers | plugin CPU s | plugin µs/record | wall s | peak RSS MiB | RSS over dry run MiB (range) | wire B/record | bytes vs gzip 6 |\n'
   printf '|---|---|---|---|---|---|---|---|---|---|\n'
   gzip6=""
   # gzip 6 first: the reference for the last column.
   for codec_level in gzip:6 gzip:3 gzip:1 zstd:1 zstd:2 zstd:3 zstd:6; do
     codec=${codec_level%:*} level=${codec_level#*:}
     for threads in 1 2; do
-      dry=$(run "$threads" true "$codec" "$level" "$varied")
-      real=$(run "$threads" false "$codec" "$level" "$varied")
+      pairs=()
+      for _ in $(seq "$repeat"); do
+        dry=$(run "$threads" true "$codec" "$level" "$varied")
+        real=$(run "$threads" false "$codec" "$level" "$varied")
+        pairs+=("$dry" "$real")
+      done
       wire=$(curl -s "$url/mock/received" | python3 -c 'import json,sys; print(sum(e["bytes_wire"] for e in json.load(sys.stdin)["log"]))')
       [ -z "$gzip6" ] && gzip6=$wire
-      python3 - "$records" "$threads" "$codec" "$level" "$dry" "$real" "$wire" "$gzip6" <<'PY'
-import json, sys
+      python3 - "$records" "$threads" "$codec" "$level" "$wire" "$gzip6" "${pairs[@]}" <<'PY'
+import json, statistics, sys
 records, threads, codec, level = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-dry, real = json.loads(sys.argv[5]), json.loads(sys.argv[6])
-wire, gzip6 = int(sys.argv[7]), int(sys.argv[8])
+wire, gzip6 = int(sys.argv[5]), int(sys.argv[6])
+runs = [(json.loads(d), json.loads(r)) for d, r in zip(sys.argv[7::2], sys.argv[8::2])]
 cpu = lambda r: r["rusage"]["user_s"] + r["rusage"]["sys_s"]
-codes = [c[-1] for c in real["flushes"][0]["codes"]]
-assert all(c == 1 for c in codes), codes
-plugin = cpu(real) - cpu(dry)
-rss, rss_dry = real["rusage"]["max_rss_kb"] / 1024, dry["rusage"]["max_rss_kb"] / 1024
+rss = lambda r: r["rusage"]["max_rss_kb"] / 1024
+for _, real in runs:
+    codes = [c[-1] for c in real["flushes"][0]["codes"]]
+    assert all(c == 1 for c in codes), codes
+med = statistics.median
+plugin = med(cpu(real) - cpu(dry) for dry, real in runs)
+wall = med(real["flushes"][0]["seconds"] for _, real in runs)
+peak = med(rss(real) for _, real in runs)
+over = sorted(rss(real) - rss(dry) for dry, real in runs)
+spread = f" ({over[0]:.1f}-{over[-1]:.1f})" if len(over) > 1 else ""
 print(f"| {codec} | {level} | {threads} | {plugin:.2f} | {plugin * 1e6 / records:.2f} | "
-      f"{real['flushes'][0]['seconds']:.2f} | {rss:.1f} | {rss - rss_dry:.1f} | "
+      f"{wall:.2f} | {peak:.1f} | {med(over):.1f}{spread} | "
       f"{wire / records:.1f} | {wire / gzip6:.2f} |")
 PY
     done

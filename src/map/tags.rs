@@ -177,7 +177,7 @@ fn tag_inputs(
     }
 }
 
-/// Compares the inputs of a record's tags, piece by piece, with the previous record's
+/// Compares the inputs of a record's tags, piece by piece, with those of a kept tag set
 /// (length-prefixed in `prev`) without copying them.
 struct Signature<'a> {
     prev: &'a [u8],

@@ -27,7 +27,8 @@ use super::value::{write_entry_value, write_i64};
 use super::{MAX_LOG_BYTES, Mapper, Scratch, TagSet, Temps};
 use crate::decode::Record;
 
-/// The plan made from the last record mapped the general way (see the module doc).
+/// The plan made from the last record mapped the general way with one tag set's tags (see
+/// the module doc).
 #[derive(Debug, Default)]
 pub(super) struct Template {
     /// The [`Mapper::id`] it was made by; 0 when there is no plan.
@@ -70,8 +71,9 @@ pub(super) enum Slot {
 }
 
 /// True when the object the general way just wrote may become a plan, given what it read
-/// besides the record's keys: whether the tags were the previous record's (`tags_reused`),
-/// the record's OpenTelemetry fields and the reserved attributes it has (`present`).
+/// besides the record's keys: whether its tags were made before, for an earlier record, and
+/// kept (`tags_reused`), the record's OpenTelemetry fields and the reserved attributes it has
+/// (`present`).
 ///
 /// The rule that keeps the plan's objects byte for byte those of the general way: **every
 /// byte of the object that depends on more than the record's keys is a slot, is checked
@@ -209,7 +211,7 @@ impl Mapper {
             from = end;
         }
         // The same bytes, keys and values, in the entries that made the ECS tags (so they
-        // are non-empty text again): the same tags, those of the last record, whose inputs
+        // are non-empty text again): the same tags, those of the plan's record, whose inputs
         // `tags` holds.
         if !tags.same_inputs(self.id, body, &s.entries, &t.ecs, None) {
             return false;

@@ -10,7 +10,8 @@
 //!   repetitive workload alone misleads: it flatters zstd's long matches;
 //! * the whole in-memory path (build + compression) with the default codec and with gzip 3
 //!   (the previous default), and its ratio to compression alone, the physical floor;
-//! * peak heap bytes during one flush relative to the chunk's size (counting allocator).
+//! * peak heap bytes during one flush relative to the chunk's size (counting allocator), each
+//!   batch encoded as soon as it is full, as the plugin does (`batch::build_encoded`).
 //!
 //! Timings are the median of several samples of at least 20 ms each; compare ratios taken
 //! in one run. `--quick` (or `BENCH_QUICK=1`): fewer samples and levels.
@@ -18,7 +19,7 @@
 use conformance_host as host;
 
 use fluent_bit_datadog::internals::batch;
-use fluent_bit_datadog::internals::compress::{Codec, Compressors};
+use fluent_bit_datadog::internals::compress::{Codec, Compressors, Encoded};
 use fluent_bit_datadog::internals::map::{Mapper, Scratch};
 use fluent_bit_datadog::internals::options::{
     Compression, Config, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
@@ -284,16 +285,29 @@ fn main() {
         println!("|---|---|---|---|");
         let pool = pool_for(whole_codec);
         let codec = codec_of(whole_codec);
-        let mut out = Vec::new();
+        // Output buffers reused as the plugin's client reuses them.
+        let mut outs: Vec<Vec<u8>> = Vec::new();
         for (input, json) in inputs.iter().zip(&jsons) {
             let recs = records_of(input, &mapper);
             let whole = median(runs, || {
                 for c in &input.chunks {
-                    let (batches, _) =
-                        batch::build(c, input.tag, &mapper, &mut scratch, &mut spare);
-                    for b in &batches {
-                        pool.compress(codec, &b.json, &mut out);
-                        std::hint::black_box(&out);
+                    // As the plugin does: each batch encoded as soon as it is full.
+                    let (mut batches, _) = batch::build_encoded(
+                        c,
+                        input.tag,
+                        &mapper,
+                        &mut scratch,
+                        &mut spare,
+                        &mut |json| {
+                            let mut bytes = outs.pop().unwrap_or_default();
+                            pool.compress(codec, json, &mut bytes)
+                                .then_some(Encoded { codec, bytes })
+                        },
+                    );
+                    for b in &mut batches {
+                        if let Some(e) = b.encoded.take() {
+                            outs.push(std::hint::black_box(e.bytes));
+                        }
                     }
                     batch::recycle(batches, &mut spare);
                 }
@@ -309,7 +323,10 @@ fn main() {
         }
     }
 
-    // Peak heap of one flush of a 2000-record chunk.
+    // Peak heap of one flush of a 2000-record chunk, each batch encoded as soon as it is full
+    // (as the plugin does), the encoded bodies kept until the end of the flush.
+    let pool = pool_for(DEFAULT_COMPRESSION);
+    let codec = codec_of(DEFAULT_COMPRESSION);
     println!();
     println!("## peak heap during one flush (build + {DEFAULT_COMPRESSION:?} of every request)");
     println!("| input | chunk bytes | peak heap bytes | peak / chunk |");
@@ -324,12 +341,19 @@ fn main() {
         let base = LIVE.load(Ordering::Relaxed);
         PEAK.store(base, Ordering::Relaxed);
         {
-            let (batches, _) = batch::build(chunk, input.tag, &mapper, &mut scratch, &mut spare);
-            let gz: Vec<Vec<u8>> = batches
-                .iter()
-                .map(|b| compressed(DEFAULT_COMPRESSION, &b.json))
-                .collect();
-            std::hint::black_box(gz);
+            let (batches, _) = batch::build_encoded(
+                chunk,
+                input.tag,
+                &mapper,
+                &mut scratch,
+                &mut spare,
+                &mut |json| {
+                    let mut bytes = Vec::new();
+                    pool.compress(codec, json, &mut bytes)
+                        .then_some(Encoded { codec, bytes })
+                },
+            );
+            std::hint::black_box(batches);
         }
         let peak = PEAK.load(Ordering::Relaxed) - base;
         println!(

@@ -7,7 +7,7 @@
 # the operating system's accounting (getrusage), the CPU seconds and peak RSS of the host
 # process, minus a dry run that makes the same chunks without flushing them, so the figures
 # are the plugin's own; and from the mock intake, the bytes on the wire per record and
-# relative to gzip level 6 of the same JSON.
+# relative to gzip level 6 of the same JSON, and the JSON's MB per second of plugin CPU.
 #   scripts/bench.sh [records]      (default 200000)
 # Each figure is the median of REPEAT runs (default 3), each with its own dry run; the RSS
 # column also gives the range, which moves by a MiB or more from run to run (how many
@@ -40,8 +40,8 @@ printf '%s records, chunks of 2000, into the mock intake on loopback; median of 
 for varied in false true; do
   if [ "$varied" = true ]; then name="varied (~750 B JSON/record)"; else name="repetitive (~700 B JSON/record)"; fi
   printf '\n%s\n\n' "$name"
-  printf '| codec | level | Workers | plugin CPU s | plugin µs/record | wall s | peak RSS MiB | RSS over dry run MiB (range) | wire B/record | bytes vs gzip 6 |\n'
-  printf '|---|---|---|---|---|---|---|---|---|---|\n'
+  printf '| codec | level | Workers | plugin CPU s | plugin µs/record | JSON MB/s of plugin CPU | wall s | peak RSS MiB | RSS over dry run MiB (range) | wire B/record | bytes vs gzip 6 |\n'
+  printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
   gzip6=""
   # gzip 6 first: the reference for the last column.
   for codec_level in gzip:6 gzip:3 gzip:1 zstd:1 zstd:2 zstd:3 zstd:6; do
@@ -53,13 +53,13 @@ for varied in false true; do
         real=$(run "$threads" false "$codec" "$level" "$varied")
         pairs+=("$dry" "$real")
       done
-      wire=$(curl -s "$url/mock/received" | python3 -c 'import json,sys; print(sum(e["bytes_wire"] for e in json.load(sys.stdin)["log"]))')
+      read -r wire json_bytes < <(curl -s "$url/mock/received" | python3 -c 'import json,sys; l=json.load(sys.stdin)["log"]; print(sum(e["bytes_wire"] for e in l), sum(e["bytes_json"] for e in l))')
       [ -z "$gzip6" ] && gzip6=$wire
-      python3 - "$records" "$threads" "$codec" "$level" "$wire" "$gzip6" "${pairs[@]}" <<'PY'
+      python3 - "$records" "$threads" "$codec" "$level" "$wire" "$gzip6" "$json_bytes" "${pairs[@]}" <<'PY'
 import json, statistics, sys
 records, threads, codec, level = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-wire, gzip6 = int(sys.argv[5]), int(sys.argv[6])
-runs = [(json.loads(d), json.loads(r)) for d, r in zip(sys.argv[7::2], sys.argv[8::2])]
+wire, gzip6, json_bytes = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+runs = [(json.loads(d), json.loads(r)) for d, r in zip(sys.argv[8::2], sys.argv[9::2])]
 cpu = lambda r: r["rusage"]["user_s"] + r["rusage"]["sys_s"]
 rss = lambda r: r["rusage"]["max_rss_kb"] / 1024
 for _, real in runs:
@@ -72,6 +72,7 @@ peak = med(rss(real) for _, real in runs)
 over = sorted(rss(real) - rss(dry) for dry, real in runs)
 spread = f" ({over[0]:.1f}-{over[-1]:.1f})" if len(over) > 1 else ""
 print(f"| {codec} | {level} | {threads} | {plugin:.2f} | {plugin * 1e6 / records:.2f} | "
+      f"{json_bytes / plugin / 1e6:.0f} | "
       f"{wall:.2f} | {peak:.1f} | {med(over):.1f}{spread} | "
       f"{wire / records:.1f} | {wire / gzip6:.2f} |")
 PY

@@ -4,9 +4,17 @@
 //! the JSON array of the current [`Batch`] and starting a new one when the next object would
 //! break a limit. Each batch keeps the byte range of every object, so a request that Datadog
 //! refuses (400, 413) can be split and resent ([`Batch::subset_json`]).
+//!
+//! With compression on, the plugin encodes each batch as soon as it is full
+//! ([`build_encoded`]) and keeps only the encoded body: the JSON buffer goes on to the next
+//! batch, so a flush holds one batch's JSON at a time rather than the whole chunk's (about
+//! 1.5 MB per 2000 FireLens records). The rare paths that need the JSON again (splitting a
+//! refused payload, re-encoding for the gzip fallback) decode it ([`Batch::json_text`]).
 
+use crate::compress::{self, Encoded};
 use crate::decode::{self, Item};
 use crate::map::{Mapped, Mapper, Scratch};
+use std::borrow::Cow;
 
 /// Most objects Datadog accepts in one request.
 pub const MAX_OBJECTS: usize = 1000;
@@ -16,10 +24,15 @@ pub const MAX_BYTES: usize = 5_000_000;
 /// One request's worth of log objects: a JSON array and the ranges of its elements.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
-    /// The JSON array, `[{...},{...}]`.
+    /// The JSON array, `[{...},{...}]`; empty once the batch is `encoded`.
     pub json: Vec<u8>,
-    /// Byte ranges of each object in `json`.
+    /// Byte ranges of each object in the JSON array.
     pub objects: Vec<(usize, usize)>,
+    /// Bytes of the JSON array (set when the batch is closed).
+    pub json_len: usize,
+    /// The JSON array encoded when the batch was built (see [`build_encoded`]), which then
+    /// holds it instead of `json`.
+    pub encoded: Option<Encoded>,
 }
 
 impl Batch {
@@ -33,23 +46,40 @@ impl Batch {
         self.objects.is_empty()
     }
 
-    /// The JSON text of object `i`.
+    /// The JSON text of object `i` (of a batch that is not `encoded`).
     pub fn object(&self, i: usize) -> &[u8] {
         let (a, b) = self.objects[i];
         &self.json[a..b]
     }
 
-    /// The JSON array of objects `idx` of this batch (in that order), for resending part of
-    /// a request that the intake refused (400, 413).
-    pub fn subset_json(&self, idx: &[usize]) -> Vec<u8> {
-        let size: usize = idx.iter().map(|&i| self.object(i).len() + 1).sum();
+    /// Bytes of object `i`'s JSON text.
+    pub fn object_len(&self, i: usize) -> usize {
+        let (a, b) = self.objects[i];
+        b - a
+    }
+
+    /// The JSON array: `json`, or `encoded` decoded. `None` only if that does not decode to
+    /// the array it was made from.
+    pub fn json_text(&self) -> Option<Cow<'_, [u8]>> {
+        match &self.encoded {
+            None => Some(Cow::Borrowed(&self.json)),
+            Some(e) => compress::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
+        }
+    }
+
+    /// The JSON array of objects `idx` of this batch (in that order), cut from `text`, the
+    /// batch's JSON array ([`Batch::json_text`]), for resending part of a request that the
+    /// intake refused (400, 413).
+    pub fn subset_json(&self, text: &[u8], idx: &[usize]) -> Vec<u8> {
+        let size: usize = idx.iter().map(|&i| self.object_len(i) + 1).sum();
         let mut json = Vec::with_capacity(size + 2);
         json.push(b'[');
         for (n, &i) in idx.iter().enumerate() {
             if n > 0 {
                 json.push(b',');
             }
-            json.extend_from_slice(self.object(i));
+            let (a, b) = self.objects[i];
+            json.extend_from_slice(&text[a..b]);
         }
         json.push(b']');
         json
@@ -116,6 +146,12 @@ impl Batcher {
     /// Accepts the object written since [`Batcher::begin`], moving it to a new batch when it
     /// would take the current one past a limit.
     pub fn commit(&mut self) {
+        self.commit_encoded(&mut |_| None)
+    }
+
+    /// [`Batcher::commit`], encoding with `encode` the batch it closes, if it closes one (see
+    /// [`build_encoded`]): that batch's JSON buffer then goes on to the next batch.
+    pub fn commit_encoded(&mut self, encode: &mut dyn FnMut(&[u8]) -> Option<Encoded>) {
         let end = self.cur.json.len();
         let fits = self.cur.objects.len() < MAX_OBJECTS && end < MAX_BYTES;
         if fits || self.cur.objects.is_empty() {
@@ -125,7 +161,12 @@ impl Batcher {
         let obj = self.cur.json[self.obj_start..end].to_vec();
         self.cur.json.truncate(self.obj_start - 1);
         self.cur.json.push(b']');
-        self.done.push(std::mem::take(&mut self.cur));
+        self.cur.json_len = self.cur.json.len();
+        let mut closed = std::mem::take(&mut self.cur);
+        if let Some(json) = encode_into(&mut closed, encode) {
+            self.spare.push(json);
+        }
+        self.done.push(closed);
         self.cur.json = self.take_buffer();
         self.cur.json.push(b'[');
         self.cur.json.extend_from_slice(&obj);
@@ -136,10 +177,21 @@ impl Batcher {
     pub fn finish(mut self) -> Vec<Batch> {
         if !self.cur.objects.is_empty() {
             self.cur.json.push(b']');
+            self.cur.json_len = self.cur.json.len();
             self.done.push(self.cur);
         }
         self.done
     }
+}
+
+/// Encodes the closed batch `b` with `encode`; when it gives an encoding, `b` keeps that
+/// instead of its JSON, whose buffer (emptied) is returned for the next batch.
+fn encode_into(b: &mut Batch, encode: &mut dyn FnMut(&[u8]) -> Option<Encoded>) -> Option<Vec<u8>> {
+    let e = encode(&b.json)?;
+    b.encoded = Some(e);
+    let mut json = std::mem::take(&mut b.json);
+    json.clear();
+    Some(json)
 }
 
 /// Decodes `chunk`, maps every record and cuts the objects into batches.
@@ -153,6 +205,19 @@ pub fn build(
     scratch: &mut Scratch,
     spare: &mut Vec<Vec<u8>>,
 ) -> (Vec<Batch>, BuildStats) {
+    build_encoded(chunk, tag, mapper, scratch, spare, &mut |_| None)
+}
+
+/// [`build`], encoding each batch with `encode` as soon as it is full (see the module doc);
+/// a batch `encode` returns `None` for keeps its JSON.
+pub fn build_encoded(
+    chunk: &[u8],
+    tag: &str,
+    mapper: &Mapper,
+    scratch: &mut Scratch,
+    spare: &mut Vec<Vec<u8>>,
+    encode: &mut dyn FnMut(&[u8]) -> Option<Encoded>,
+) -> (Vec<Batch>, BuildStats) {
     let mut stats = BuildStats::default();
     let mut batcher = Batcher::with_spare(std::mem::take(spare));
     let mut items = decode::chunk(chunk);
@@ -164,7 +229,7 @@ pub fn build(
                 match mapper.write_decoded(&rec, tag, scratch, out) {
                     Mapped::Written { truncated } => {
                         stats.truncated += truncated as u64;
-                        batcher.commit();
+                        batcher.commit_encoded(encode);
                     }
                     Mapped::TooLarge { .. } => {
                         stats.too_large += 1;
@@ -181,7 +246,14 @@ pub fn build(
     }
     let leftover = std::mem::take(&mut batcher.spare);
     *spare = leftover;
-    (batcher.finish(), stats)
+    let mut batches = batcher.finish();
+    // The last batch, closed by `finish`.
+    if let Some(last) = batches.last_mut()
+        && let Some(json) = encode_into(last, encode)
+    {
+        spare.push(json);
+    }
+    (batches, stats)
 }
 
 /// Most bytes of spare buffer capacity kept between flushes, per flush thread: room for every
@@ -195,6 +267,10 @@ pub const SPARE_BYTES: usize = 4 << 20;
 pub fn recycle(batches: Vec<Batch>, spare: &mut Vec<Vec<u8>>) {
     let mut kept: usize = spare.iter().map(Vec::capacity).sum();
     for b in batches {
+        // An encoded batch's JSON buffer went back to the batcher when it was encoded.
+        if b.json.capacity() == 0 {
+            continue;
+        }
         if kept + b.json.capacity() <= SPARE_BYTES {
             kept += b.json.capacity();
             spare.push(b.json);
@@ -262,7 +338,7 @@ mod tests {
     fn recycle_keeps_buffers_up_to_the_byte_budget() {
         let batch = |cap: usize| Batch {
             json: Vec::with_capacity(cap),
-            objects: Vec::new(),
+            ..Batch::default()
         };
         let mut spare = vec![Vec::with_capacity(1 << 20)];
         recycle(
@@ -286,8 +362,85 @@ mod tests {
             push(&mut b, format!("{{\"i\":{i}}}").as_bytes());
         }
         let batch = b.finish().remove(0);
-        assert_eq!(batch.subset_json(&[1, 2]), b"[{\"i\":1},{\"i\":2}]");
-        assert_eq!(batch.subset_json(&[4, 0]), b"[{\"i\":4},{\"i\":0}]");
-        assert_eq!(batch.subset_json(&[3]), b"[{\"i\":3}]");
+        let text = &batch.json;
+        assert_eq!(batch.subset_json(text, &[1, 2]), b"[{\"i\":1},{\"i\":2}]");
+        assert_eq!(batch.subset_json(text, &[4, 0]), b"[{\"i\":4},{\"i\":0}]");
+        assert_eq!(batch.subset_json(text, &[3]), b"[{\"i\":3}]");
+    }
+
+    #[test]
+    fn encoded_batches_keep_their_body_and_give_their_json_buffer_on() {
+        use crate::compress::{Codec, Compressors};
+        use crate::options::Config;
+        let cfg = Config::from_lookup(
+            |k| (k == "apikey").then(|| "0123456789abcdef0123456789abcdef".into()),
+            |_| None,
+        )
+        .unwrap();
+        let mapper = Mapper::new(&cfg);
+        // 2500 records: three batches (1000, 1000, 500).
+        let chunk = conformance_host::varied_chunk(2500, 0);
+        let plain = build(
+            &chunk,
+            "t",
+            &mapper,
+            &mut Scratch::default(),
+            &mut Vec::new(),
+        )
+        .0;
+        assert_eq!(plain.len(), 3);
+
+        let zstd = Compressors::new(3, 1);
+        let mut buffers = std::collections::HashSet::new();
+        let mut spare = Vec::new();
+        let (batches, stats) = build_encoded(
+            &chunk,
+            "t",
+            &mapper,
+            &mut Scratch::default(),
+            &mut spare,
+            &mut |json| {
+                // The JSON buffer each batch was written into.
+                buffers.insert(json.as_ptr() as usize);
+                let mut bytes = Vec::new();
+                zstd.compress(Codec::Zstd, json, &mut bytes)
+                    .then_some(Encoded {
+                        codec: Codec::Zstd,
+                        bytes,
+                    })
+            },
+        );
+        assert_eq!(stats.records, 2500);
+        assert_eq!(batches.len(), 3);
+        // One JSON buffer served every batch, and it is handed back for the next flush.
+        assert_eq!(buffers.len(), 1);
+        assert_eq!(spare.len(), 1);
+        for (b, p) in batches.iter().zip(&plain) {
+            assert!(b.json.is_empty());
+            assert_eq!(b.objects, p.objects);
+            assert_eq!(b.json_len, p.json.len());
+            let text = b.json_text().unwrap();
+            assert_eq!(&text[..], &p.json[..]);
+            assert_eq!(
+                b.subset_json(&text, &[2, 0]),
+                p.subset_json(&p.json, &[2, 0])
+            );
+            assert_eq!(b.object_len(7), p.object(7).len());
+        }
+        // Their (empty) JSON buffers are not kept for the next flush: it would start with
+        // a buffer of no capacity instead of the one it can reuse.
+        recycle(batches, &mut spare);
+        assert_eq!(spare.len(), 1);
+        assert!(spare[0].capacity() > 0);
+        // An encoder that declines keeps the JSON.
+        let (kept, _) = build_encoded(
+            &chunk,
+            "t",
+            &mapper,
+            &mut Scratch::default(),
+            &mut Vec::new(),
+            &mut |_| None,
+        );
+        assert_eq!(kept, plain);
     }
 }

@@ -37,6 +37,33 @@ impl Codec {
     }
 }
 
+/// A request body already encoded, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// Its encoding.
+    pub codec: Codec,
+    /// The encoded bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Decodes `bytes`, encoded with `codec`, back into the `len` bytes they were made from;
+/// `None` when they do not decode to exactly that many.
+pub fn decode(codec: Codec, bytes: &[u8], len: usize) -> Option<Vec<u8>> {
+    let out = match codec {
+        Codec::Zstd => zstd::bulk::decompress(bytes, len).ok()?,
+        Codec::Gzip => {
+            use std::io::Read;
+            let mut out = Vec::with_capacity(len);
+            flate2::read::GzDecoder::new(bytes)
+                .take(len as u64 + 1)
+                .read_to_end(&mut out)
+                .ok()?;
+            out
+        }
+    };
+    (out.len() == len).then_some(out)
+}
+
 /// Idle compressor states and how many exist.
 struct PoolState<T> {
     idle: Vec<T>,
@@ -272,6 +299,22 @@ mod tests {
         let z = zstd(&json, 1);
         assert!(z.len() < json.len());
         assert_eq!(zstd::decode_all(&z[..]).unwrap(), json);
+    }
+
+    #[test]
+    fn decode_gives_back_what_was_encoded() {
+        let c = Compressors::new(3, 1);
+        let mut out = Vec::new();
+        for n in [0, 1, 5000] {
+            let json = br#"[{"message":"hello"}]"#.repeat(n);
+            for codec in [Codec::Gzip, Codec::Zstd] {
+                assert!(c.compress(codec, &json, &mut out));
+                assert_eq!(decode(codec, &out, json.len()).as_deref(), Some(&json[..]));
+                // Another length than the one recorded, or damaged bytes: no answer.
+                assert_eq!(decode(codec, &out, json.len() + 1), None);
+                assert_eq!(decode(codec, &out[..out.len() / 2], json.len()), None);
+            }
+        }
     }
 
     #[test]

@@ -22,8 +22,9 @@
 
 use crate::batch::Batch;
 use crate::events::{Event, FlushEvents};
-use crate::send::{Client, Outcome};
+use crate::send::{Client, Outcome, Payload};
 use crate::verdict::{Detail, Failure, Refusal};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
@@ -138,7 +139,7 @@ struct Sender<'a> {
 
 /// Where splitting one batch stands.
 #[derive(Debug)]
-struct Split {
+struct Split<'b> {
     /// Requests left for the parts of the batch.
     budget: u32,
     /// Whether any request of the batch was accepted.
@@ -150,6 +151,9 @@ struct Split {
     last: Option<(u16, String)>,
     /// Why splitting stopped early, if it did.
     end: Option<Detail>,
+    /// The batch's JSON array, once a part of it is needed (decoded when the batch kept only
+    /// its encoded body); `Some(None)` if it did not decode.
+    json: Option<Option<Cow<'b, [u8]>>>,
 }
 
 impl<'a> Sender<'a> {
@@ -217,6 +221,7 @@ impl<'a> Sender<'a> {
             held: Vec::new(),
             last: None,
             end: None,
+            json: None,
         };
         let whole = pending.len() == batch.len();
         self.set(batch, &pending, done, &mut report, &mut split, whole);
@@ -234,25 +239,25 @@ impl<'a> Sender<'a> {
     }
 
     /// Drops the objects refused alone that were held back.
-    fn drop_held(&self, batch: &Batch, done: &mut [bool], split: &mut Split) {
+    fn drop_held(&self, batch: &Batch, done: &mut [bool], split: &mut Split<'_>) {
         let status = split.last.as_ref().map_or(400, |l| l.0);
         for i in std::mem::take(&mut split.held) {
             done[i] = true;
             self.events.emit(Event::ObjectDropped {
                 status,
-                bytes: batch.object(i).len(),
+                bytes: batch.object_len(i),
             });
         }
     }
 
     /// Sends objects `idx` of `batch` (all of it when `whole`) and acts on the outcome.
-    fn set(
+    fn set<'b>(
         &self,
-        batch: &Batch,
+        batch: &'b Batch,
         idx: &[usize],
         done: &mut [bool],
         report: &mut Report,
-        split: &mut Split,
+        split: &mut Split<'b>,
         whole: bool,
     ) {
         if idx.is_empty() || split.end.is_some() || self.refuses_everything.load(Ordering::Relaxed)
@@ -278,11 +283,24 @@ impl<'a> Sender<'a> {
             split.budget -= 1;
         }
         let sub;
-        let json: &[u8] = if whole {
-            &batch.json
+        let json = if whole {
+            Payload {
+                json: batch.encoded.is_none().then_some(&batch.json[..]),
+                encoded: batch.encoded.as_ref(),
+                json_len: batch.json_len,
+            }
         } else {
-            sub = batch.subset_json(idx);
-            &sub
+            let text = split.json.get_or_insert_with(|| batch.json_text());
+            let Some(text) = text else {
+                // Not expected: the body was encoded from this JSON moments ago.
+                report.transient = Some(Failure {
+                    status: None,
+                    reason: "not sent: the batch's encoded body did not decode".into(),
+                });
+                return;
+            };
+            sub = batch.subset_json(text, idx);
+            Payload::json(&sub)
         };
         #[cfg(feature = "test-hooks")]
         crate::fault::before_request();
@@ -290,14 +308,14 @@ impl<'a> Sender<'a> {
         if let Some(first) = &posted.refused_encoding {
             self.events.emit(Event::RequestDone {
                 status: first.status,
-                json_bytes: json.len() as u64,
+                json_bytes: json.json_len as u64,
                 wire_bytes: first.wire_bytes as u64,
                 duration: first.duration,
             });
         }
         self.events.emit(Event::RequestDone {
             status: posted.status,
-            json_bytes: json.len() as u64,
+            json_bytes: json.json_len as u64,
             wire_bytes: posted.wire_bytes as u64,
             duration: posted.duration,
         });

@@ -11,10 +11,11 @@
 //! accepted, switches the instance to gzip for good (one warning) and the batch is sent again
 //! gzipped: a refusal of the encoding never reaches the 400 bisection.
 
-use crate::compress::{Codec, Compressors};
+use crate::compress::{self, Codec, Compressors, Encoded};
 use crate::log::{self, Level};
 use crate::options::{Compression, Config, DEFAULT_GZIP_LEVEL};
 use crate::tls::TlsConnector;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -154,6 +155,39 @@ pub const SPARE_OUTPUTS: usize = 8;
 /// An output buffer larger than this is not kept for the next request.
 const KEEP_OUTPUT: usize = 512 * 1024;
 
+/// The logs of one request: their JSON array, or the same array already encoded when its
+/// batch was built (see `batch::build_encoded`), or both.
+#[derive(Clone, Copy, Debug)]
+pub struct Payload<'a> {
+    /// The JSON array, when it is at hand.
+    pub json: Option<&'a [u8]>,
+    /// The JSON array encoded.
+    pub encoded: Option<&'a Encoded>,
+    /// Bytes of the JSON array.
+    pub json_len: usize,
+}
+
+impl<'a> Payload<'a> {
+    /// A payload of plain JSON.
+    pub fn json(json: &'a [u8]) -> Payload<'a> {
+        Payload {
+            json: Some(json),
+            encoded: None,
+            json_len: json.len(),
+        }
+    }
+
+    /// The JSON array, decoded from `encoded` when only that is at hand; `None` if that
+    /// does not decode to it.
+    fn text(&self) -> Option<Cow<'a, [u8]>> {
+        match (self.json, self.encoded) {
+            (Some(json), _) => Some(Cow::Borrowed(json)),
+            (None, Some(e)) => compress::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
+            (None, None) => None,
+        }
+    }
+}
+
 /// The instance's HTTP client.
 pub struct Client {
     agent: ureq::Agent,
@@ -254,13 +288,35 @@ impl Client {
         }
     }
 
+    /// Encodes one batch's JSON array as the next request would be (`None` with `compress
+    /// none`, or if it cannot be), into a buffer of the instance's pool: give it back with
+    /// [`Client::recycle`].
+    pub fn encode(&self, json: &[u8]) -> Option<Encoded> {
+        let codec = self.codec()?;
+        let mut out = self.take_output();
+        if self.compressors.compress(codec, json, &mut out) {
+            return Some(Encoded { codec, bytes: out });
+        }
+        self.put_output(out);
+        None
+    }
+
+    /// Takes back the buffer of a body made by [`Client::encode`], for the next ones.
+    pub fn recycle(&self, encoded: Encoded) {
+        self.put_output(encoded.bytes);
+    }
+
     /// POSTs one JSON array to `url`. Returns the outcome and the bytes put on the wire.
+    ///
+    /// The payload's encoded body is sent as it is when it has the encoding the request
+    /// needs; otherwise the JSON is encoded now (decoded from that body first when only it
+    /// is kept).
     ///
     /// A zstd body refused for its encoding (415; or 400 when the same batch gzipped is
     /// accepted) switches the instance to gzip and is sent again gzipped; the bytes of both
     /// attempts are counted. Until the intake has accepted one zstd body, a 400 for a zstd
     /// body is tried once more gzipped; after that, a 400 is about the logs.
-    pub fn post_logs(&self, url: &str, json: &[u8]) -> Posted {
+    pub fn post_logs(&self, url: &str, json: Payload) -> Posted {
         let codec = self.codec();
         let first = self.post_encoded(url, json, codec);
         if codec != Some(Codec::Zstd) {
@@ -317,7 +373,7 @@ impl Client {
     }
 
     /// POSTs `json` encoded with `codec` (`None`: plain JSON).
-    fn post_encoded(&self, url: &str, json: &[u8], codec: Option<Codec>) -> Posted {
+    fn post_encoded(&self, url: &str, json: Payload, codec: Option<Codec>) -> Posted {
         let req = self
             .agent
             .post(url)
@@ -326,17 +382,37 @@ impl Client {
             .header("DD-EVP-ORIGIN", "fluent-bit-datadog")
             .header("DD-EVP-ORIGIN-VERSION", VERSION);
         let mut out = None;
-        let (req, body): (_, &[u8]) = match codec {
-            Some(mut codec) => {
+        let ready = json.encoded.filter(|e| Some(e.codec) == codec);
+        let text = match ready {
+            Some(_) => Cow::Borrowed(&[][..]),
+            None => match json.text() {
+                Some(text) => text,
+                None => {
+                    return Posted {
+                        outcome: Outcome::Transient {
+                            status: None,
+                            reason: "the batch's encoded body did not decode (not sent)".into(),
+                        },
+                        status: None,
+                        wire_bytes: 0,
+                        duration: Duration::ZERO,
+                        refused_encoding: None,
+                    };
+                }
+            },
+        };
+        let (req, body): (_, &[u8]) = match (codec, ready) {
+            (Some(codec), Some(e)) => (req.header("Content-Encoding", codec.encoding()), &e.bytes),
+            (Some(mut codec), None) => {
                 let out = out.insert(self.take_output());
-                if !self.compressors.compress(codec, json, out) && codec == Codec::Zstd {
+                if !self.compressors.compress(codec, &text, out) && codec == Codec::Zstd {
                     // No zstd context could be made (out of memory): gzip this one.
                     codec = Codec::Gzip;
-                    self.compressors.compress(codec, json, out);
+                    self.compressors.compress(codec, &text, out);
                 }
                 (req.header("Content-Encoding", codec.encoding()), &out[..])
             }
-            None => (req, json),
+            (None, _) => (req, &text),
         };
         let wire_bytes = body.len();
         let started = Instant::now();

@@ -218,10 +218,23 @@ impl Instance {
             .unwrap_or_else(|e| e.into_inner())
             .pop()
             .unwrap_or_default();
-        let (batches, built) =
-            batch::build(data, tag, &self.mapper, &mut bufs.scratch, &mut bufs.spare);
+        // Each batch is encoded as soon as it is full, so the flush holds one batch's JSON at
+        // a time (see `batch`).
+        let (mut batches, built) = batch::build_encoded(
+            data,
+            tag,
+            &self.mapper,
+            &mut bufs.scratch,
+            &mut bufs.spare,
+            &mut |json| self.client.encode(json),
+        );
         let events = self.events.flush();
         let verdict = self.deliver(data, tag, &url, &site, &batches, &built, &events, started);
+        for b in &mut batches {
+            if let Some(e) = b.encoded.take() {
+                self.client.recycle(e);
+            }
+        }
         batch::recycle(batches, &mut bufs.spare);
         bufs.scratch.shrink_to(SCRATCH_KEEP);
         self.buffers

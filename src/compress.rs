@@ -3,7 +3,9 @@
 //!
 //! Each codec's state (a deflate stream of about 380 KB; a zstd context of about 1 MB at
 //! level 1, more at higher levels) is made on demand up to one per core and then kept: a
-//! request holds one only while it compresses, not while it waits for the intake.
+//! flush holds one only while it encodes a batch (see `batch::build_encoded`), a request
+//! only while it re-encodes one (the gzip fallback, a part of a refused payload), never while
+//! it waits for the intake. [`decode`] gives a batch's JSON back from its body.
 //!
 //! Keeping them is what holds resident memory flat. State made and dropped per request leaves
 //! its blocks in the malloc arena of the short-lived sender thread that made it, and glibc

@@ -12,9 +12,10 @@
 //! 3. `decode`: records are read in place, `[TS, BODY]` and `[[TS, META], BODY]` alike;
 //! 4. `map`: each record becomes one Datadog object, written straight into the JSON payload
 //!    (`json` escapes its strings);
-//! 5. `batch`: objects are cut into requests of at most 1000 objects and 5 MB;
-//! 6. `flush` and `send`: requests go out in parallel, compressed by `compress` (zstd, or
-//!    gzip) over TLS set up by `tls`; 400/413 are split, 5xx and network errors keep the chunk
+//! 5. `batch`: objects are cut into requests of at most 1000 objects and 5 MB, each
+//!    compressed by `compress` (zstd, or gzip) as soon as it is full;
+//! 6. `flush` and `send`: requests go out in parallel over TLS set up by `tls`; 400/413 are
+//!    split (from the body decoded again), 5xx and network errors keep the chunk
 //!    for Fluent Bit's retry, and accepted requests are remembered so the retry sends only what
 //!    is missing;
 //! 7. `verdict`: what the flush found decides OK, RETRY or ERROR, which `ffi` alone turns into

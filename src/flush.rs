@@ -424,6 +424,15 @@ impl Memory {
             .is_empty()
     }
 
+    /// True when flags are remembered for `key` (a chunk handed back for a retry).
+    pub fn contains(&self, key: u64) -> bool {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .contains_key(&key)
+    }
+
     /// Takes the flags remembered for `key` if they describe `objects` objects.
     pub fn take(&self, key: u64, objects: usize) -> Option<Vec<bool>> {
         let mut r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
@@ -482,7 +491,9 @@ mod tests {
             m.put(k, vec![k % 2 == 0; 1000]);
         }
         assert_eq!(m.len(), 1000);
+        assert!(m.contains(0) && m.contains(999) && !m.contains(1000));
         assert_eq!(m.take(0, 1000), Some(vec![true; 1000]));
+        assert!(!m.contains(0));
         assert_eq!(m.take(1, 999), None, "the flags must describe the chunk");
         assert_eq!(m.take(1, 1000), None, "taken once");
         assert_eq!(m.len(), 998);

@@ -219,14 +219,22 @@ impl Instance {
             .pop()
             .unwrap_or_default();
         // Each batch is encoded as soon as it is full, so the flush holds one batch's JSON at
-        // a time (see `batch`).
+        // a time (see `batch`); except in a retried chunk whose accepted objects are
+        // remembered: only what is pending goes out, encoded by the requests that send it.
+        let retried = !self.memory.is_empty() && self.memory.contains(flush::chunk_key(tag, data));
         let (mut batches, built) = batch::build_encoded(
             data,
             tag,
             &self.mapper,
             &mut bufs.scratch,
             &mut bufs.spare,
-            &mut |json| self.client.encode(json),
+            &mut |json| {
+                if retried {
+                    None
+                } else {
+                    self.client.encode(json)
+                }
+            },
         );
         let events = self.events.flush();
         let verdict = self.deliver(data, tag, &url, &site, &batches, &built, &events, started);

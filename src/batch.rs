@@ -247,11 +247,13 @@ pub fn build_encoded(
     let leftover = std::mem::take(&mut batcher.spare);
     *spare = leftover;
     let mut batches = batcher.finish();
-    // The last batch, closed by `finish`.
+    // The last batch, closed by `finish`. Its buffer (the one every encoded batch of the
+    // chunk was written into) is kept for the next flush within the same budget as the
+    // buffers of batches that kept their JSON (see `recycle`).
     if let Some(last) = batches.last_mut()
         && let Some(json) = encode_into(last, encode)
     {
-        spare.push(json);
+        keep_spare(json, spare);
     }
     (batches, stats)
 }
@@ -265,16 +267,20 @@ pub const SPARE_BYTES: usize = 4 << 20;
 /// Returns the JSON buffers of sent batches to `spare` for the next flush, up to
 /// [`SPARE_BYTES`] of capacity in all.
 pub fn recycle(batches: Vec<Batch>, spare: &mut Vec<Vec<u8>>) {
-    let mut kept: usize = spare.iter().map(Vec::capacity).sum();
     for b in batches {
         // An encoded batch's JSON buffer went back to the batcher when it was encoded.
-        if b.json.capacity() == 0 {
-            continue;
+        if b.json.capacity() > 0 {
+            keep_spare(b.json, spare);
         }
-        if kept + b.json.capacity() <= SPARE_BYTES {
-            kept += b.json.capacity();
-            spare.push(b.json);
-        }
+    }
+}
+
+/// Keeps `buf` in `spare` if that stays within [`SPARE_BYTES`] of capacity; drops it
+/// otherwise (a buffer grown by an unusually large batch is not held for good).
+fn keep_spare(buf: Vec<u8>, spare: &mut Vec<Vec<u8>>) {
+    let kept: usize = spare.iter().map(Vec::capacity).sum();
+    if kept + buf.capacity() <= SPARE_BYTES {
+        spare.push(buf);
     }
 }
 
@@ -432,6 +438,36 @@ mod tests {
         recycle(batches, &mut spare);
         assert_eq!(spare.len(), 1);
         assert!(spare[0].capacity() > 0);
+
+        // A buffer grown past the budget by one very large batch (1000 records of 4.6 KB) is
+        // not kept for the next flush, encoded or not.
+        use test_support::msgpack::{Mp, enc_into};
+        let mut big = Vec::new();
+        for _ in 0..1000 {
+            let log = (Mp::Str(b"log".to_vec()), Mp::Str(vec![b'x'; 4600]));
+            enc_into(
+                &Mp::Arr(vec![Mp::Int(1_700_000_000), Mp::Map(vec![log])]),
+                &mut big,
+            );
+        }
+        let mut spare = Vec::new();
+        let (batches, _) = build_encoded(
+            &big,
+            "t",
+            &mapper,
+            &mut Scratch::default(),
+            &mut spare,
+            &mut |json| {
+                assert!(json.len() > SPARE_BYTES);
+                Some(Encoded {
+                    codec: Codec::Zstd,
+                    bytes: Vec::new(),
+                })
+            },
+        );
+        assert_eq!(batches.len(), 1);
+        recycle(batches, &mut spare);
+        assert!(spare.iter().map(Vec::capacity).sum::<usize>() <= SPARE_BYTES);
         // An encoder that declines keeps the JSON.
         let (kept, _) = build_encoded(
             &chunk,

@@ -112,6 +112,23 @@ pub struct Posted {
     pub refused_encoding: Option<Attempt>,
 }
 
+impl Posted {
+    /// A request that was not sent because its body could not be made (`reason`): a
+    /// transient failure, so its objects stay pending and the chunk is retried.
+    fn unsent(reason: &str) -> Posted {
+        Posted {
+            outcome: Outcome::Transient {
+                status: None,
+                reason: format!("{reason} (not sent)"),
+            },
+            status: None,
+            wire_bytes: 0,
+            duration: Duration::ZERO,
+            refused_encoding: None,
+        }
+    }
+}
+
 /// A request whose answer was superseded by a second attempt at the same batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attempt {
@@ -387,28 +404,24 @@ impl Client {
             Some(_) => Cow::Borrowed(&[][..]),
             None => match json.text() {
                 Some(text) => text,
-                None => {
-                    return Posted {
-                        outcome: Outcome::Transient {
-                            status: None,
-                            reason: "the batch's encoded body did not decode (not sent)".into(),
-                        },
-                        status: None,
-                        wire_bytes: 0,
-                        duration: Duration::ZERO,
-                        refused_encoding: None,
-                    };
-                }
+                None => return Posted::unsent("the batch's encoded body did not decode"),
             },
         };
         let (req, body): (_, &[u8]) = match (codec, ready) {
             (Some(codec), Some(e)) => (req.header("Content-Encoding", codec.encoding()), &e.bytes),
             (Some(mut codec), None) => {
                 let out = out.insert(self.take_output());
-                if !self.compressors.compress(codec, &text, out) && codec == Codec::Zstd {
+                let mut done = self.compressors.compress(codec, &text, out);
+                if !done && codec == Codec::Zstd {
                     // No zstd context could be made (out of memory): gzip this one.
                     codec = Codec::Gzip;
-                    self.compressors.compress(codec, &text, out);
+                    done = self.compressors.compress(codec, &text, out);
+                }
+                if !done {
+                    // Never an empty body under a Content-Encoding: the objects stay pending.
+                    let out = std::mem::take(out);
+                    self.put_output(out);
+                    return Posted::unsent("the body could not be compressed");
                 }
                 (req.header("Content-Encoding", codec.encoding()), &out[..])
             }

@@ -541,6 +541,24 @@ impl Events {
                         }
                     ),
                 );
+                let held = self.limiter.held_back();
+                if !held.is_empty() {
+                    let list: Vec<String> = held
+                        .iter()
+                        .map(|(k, n)| match k.status {
+                            0 => format!("{} x{n}", k.kind),
+                            s => format!("{} (HTTP {s}) x{n}", k.kind),
+                        })
+                        .collect();
+                    log::write(
+                        Level::Info,
+                        name,
+                        &format!(
+                            "lines held back by the once-per-interval limit since their last report (counted above): {}",
+                            list.join(", ")
+                        ),
+                    );
+                }
             }
         }
     }

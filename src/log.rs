@@ -320,6 +320,20 @@ impl RateLimiter {
         }
     }
 
+    /// The lines held back since their key was last written, and how many, by key (in
+    /// order of kind and status): what the exit line reports, so that a failure whose
+    /// repeats never came back after the interval is still told.
+    pub fn held_back(&self) -> Vec<(Key, u64)> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held: Vec<(Key, u64)> = seen
+            .iter()
+            .filter(|(_, (_, n))| *n > 0)
+            .map(|(k, (_, n))| (*k, *n))
+            .collect();
+        held.sort_by_key(|(k, _)| (k.kind, k.status));
+        held
+    }
+
     /// Decides whether a line may be written now; `Some(suffix)` to write it.
     fn admit(&self, key: impl Into<Key>, now: Instant) -> Option<String> {
         let key = key.into();

@@ -173,8 +173,14 @@ fn status_403_with_a_wrong_key_is_explained_and_not_retried() {
         "flushes": [{"instance": 0, "fixture": "fb-4.2.8-otlp-groups.msgpack", "repeat": 3, "retries": 2}],
     }));
     assert_eq!(run.codes(0), [vec![0], vec![0], vec![0]], "ERROR, no retry");
-    let lines = run.lines_with("HTTP 403");
+    let (held, lines): (Vec<&str>, Vec<&str>) = run
+        .lines_with("HTTP 403")
+        .into_iter()
+        .partition(|l| l.contains("lines held back"));
     assert_eq!(lines.len(), 1, "rate-limited:\n{}", run.stderr);
+    // The two repeats held back are told at exit.
+    assert_eq!(held.len(), 1, "{}", run.stderr);
+    assert!(held[0].contains("(HTTP 403) x2"), "{}", held[0]);
     assert!(lines[0].contains("[error]"));
     assert!(lines[0].contains("rejected by"));
     assert!(lines[0].contains("check `site`"));

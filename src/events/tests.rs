@@ -289,6 +289,21 @@ fn failure_lines_are_rate_limited_by_kind_and_status() {
     // One line per status (and one for "no answer"), then one per drop status.
     assert_eq!(captured::take().len(), 3 + 2);
     assert_eq!(ev.counters().get(Counter::Dropped400), 2, "counted all");
+    // What was held back and never came back after the interval is told at exit.
+    ev.emit(Event::Exited { abandoned: 0 });
+    let lines = captured::take();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("] exit: "), "{lines:?}");
+    let kinds: Vec<&str> = [
+        "drop (HTTP 400) x1",
+        "retry x1",
+        "retry (HTTP 500) x1",
+        "retry (HTTP 503) x1",
+    ]
+    .into_iter()
+    .filter(|k| !lines[1].contains(k))
+    .collect();
+    assert!(kinds.is_empty(), "missing {kinds:?} in {}", lines[1]);
 }
 
 #[test]

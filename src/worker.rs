@@ -221,7 +221,9 @@ impl Instance {
         // Each batch is encoded as soon as it is full, so the flush holds one batch's JSON at
         // a time (see `batch`); except in a retried chunk whose accepted objects are
         // remembered: only what is pending goes out, encoded by the requests that send it.
-        let retried = !self.memory.is_empty() && self.memory.contains(flush::chunk_key(tag, data));
+        // The chunk's key, hashed once, only when some chunk is remembered at all.
+        let key = (!self.memory.is_empty()).then(|| flush::chunk_key(tag, data));
+        let retried = key.is_some_and(|k| self.memory.contains(k));
         let (mut batches, built) = batch::build_encoded(
             data,
             tag,
@@ -237,7 +239,9 @@ impl Instance {
             },
         );
         let events = self.events.flush();
-        let verdict = self.deliver(data, tag, &url, &site, &batches, &built, &events, started);
+        let verdict = self.deliver(
+            data, key, tag, &url, &site, &batches, &built, &events, started,
+        );
         for b in &mut batches {
             if let Some(e) = b.encoded.take() {
                 self.client.recycle(e);
@@ -286,10 +290,14 @@ impl Instance {
     }
 
     /// Counts what building found, sends the batches, decides the verdict and acts on it.
+    /// `key` is the chunk's [`flush::chunk_key`] when it was needed already (something was
+    /// remembered when the flush began); otherwise it is made from `data` if the chunk is to
+    /// be remembered.
     #[allow(clippy::too_many_arguments)]
     fn deliver(
         &self,
         data: &[u8],
+        key: Option<u64>,
         tag: &str,
         url: &str,
         site: &str,
@@ -314,7 +322,6 @@ impl Instance {
         if objects == 0 {
             return Verdict::Ok;
         }
-        let key = (!self.memory.is_empty()).then(|| flush::chunk_key(tag, data));
         let remembered = key.and_then(|k| self.memory.take(k, objects));
         let resumed = remembered.is_some();
         let mut done = remembered.unwrap_or_else(|| vec![false; objects]);

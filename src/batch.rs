@@ -9,7 +9,7 @@
 //! ([`build_encoded`]) and keeps only the encoded body: the JSON buffer goes on to the next
 //! batch, so a flush holds one batch's JSON at a time rather than the whole chunk's (about
 //! 1.5 MB per 2000 FireLens records). The rare paths that need the JSON again (splitting a
-//! refused payload, re-encoding for the gzip fallback) decode it ([`Batch::json_text`]).
+//! refused payload, re-encoding for the gzip fallback) decode it ([`Payload::text`]).
 
 use crate::compress::{self, Encoded};
 use crate::decode::{self, Item};
@@ -58,18 +58,18 @@ impl Batch {
         b - a
     }
 
-    /// The JSON array: `json`, or `encoded` decoded. `None` only if that does not decode to
-    /// the array it was made from.
-    pub fn json_text(&self) -> Option<Cow<'_, [u8]>> {
-        match &self.encoded {
-            None => Some(Cow::Borrowed(&self.json)),
-            Some(e) => compress::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
+    /// The whole batch as the logs of one request: its JSON array, or its encoded body.
+    pub fn payload(&self) -> Payload<'_> {
+        Payload {
+            json: self.encoded.is_none().then_some(&self.json[..]),
+            encoded: self.encoded.as_ref(),
+            json_len: self.json_len,
         }
     }
 
     /// The JSON array of objects `idx` of this batch (in that order), cut from `text`, the
-    /// batch's JSON array ([`Batch::json_text`]), for resending part of a request that the
-    /// intake refused (400, 413).
+    /// batch's JSON array ([`Payload::text`] of [`Batch::payload`]), for resending part of a
+    /// request that the intake refused (400, 413).
     pub fn subset_json(&self, text: &[u8], idx: &[usize]) -> Vec<u8> {
         let size: usize = idx.iter().map(|&i| self.object_len(i) + 1).sum();
         let mut json = Vec::with_capacity(size + 2);
@@ -83,6 +83,39 @@ impl Batch {
         }
         json.push(b']');
         json
+    }
+}
+
+/// The logs of one request: their JSON array, or the same array encoded when its batch was
+/// built (see [`build_encoded`]), or both.
+#[derive(Clone, Copy, Debug)]
+pub struct Payload<'a> {
+    /// The JSON array, when it is at hand.
+    pub json: Option<&'a [u8]>,
+    /// The JSON array encoded.
+    pub encoded: Option<&'a Encoded>,
+    /// Bytes of the JSON array.
+    pub json_len: usize,
+}
+
+impl<'a> Payload<'a> {
+    /// A payload of plain JSON (a part of a batch).
+    pub fn json(json: &'a [u8]) -> Payload<'a> {
+        Payload {
+            json: Some(json),
+            encoded: None,
+            json_len: json.len(),
+        }
+    }
+
+    /// The JSON array, decoded from `encoded` when only that is at hand; `None` if that does
+    /// not decode to the array it was made from.
+    pub fn text(&self) -> Option<Cow<'a, [u8]>> {
+        match (self.json, self.encoded) {
+            (Some(json), _) => Some(Cow::Borrowed(json)),
+            (None, Some(e)) => compress::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
+            (None, None) => None,
+        }
     }
 }
 
@@ -425,7 +458,7 @@ mod tests {
             assert!(b.json.is_empty());
             assert_eq!(b.objects, p.objects);
             assert_eq!(b.json_len, p.json.len());
-            let text = b.json_text().unwrap();
+            let text = b.payload().text().unwrap();
             assert_eq!(&text[..], &p.json[..]);
             assert_eq!(
                 b.subset_json(&text, &[2, 0]),

@@ -20,9 +20,9 @@
 //!   [`Memory`] keyed by the chunk's bytes and tag; the host re-sends the same bytes, so the
 //!   retry sends only what is still pending.
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Payload};
 use crate::events::{Event, FlushEvents};
-use crate::send::{Client, Outcome, Payload};
+use crate::send::{Client, Outcome};
 use crate::verdict::{Detail, Failure, Refusal};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -284,13 +284,9 @@ impl<'a> Sender<'a> {
         }
         let sub;
         let json = if whole {
-            Payload {
-                json: batch.encoded.is_none().then_some(&batch.json[..]),
-                encoded: batch.encoded.as_ref(),
-                json_len: batch.json_len,
-            }
+            batch.payload()
         } else {
-            let text = split.json.get_or_insert_with(|| batch.json_text());
+            let text = split.json.get_or_insert_with(|| batch.payload().text());
             let Some(text) = text else {
                 // Not expected: the body was encoded from this JSON moments ago.
                 report.transient = Some(Failure {

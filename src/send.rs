@@ -11,7 +11,8 @@
 //! accepted, switches the instance to gzip for good (one warning) and the batch is sent again
 //! gzipped: a refusal of the encoding never reaches the 400 bisection.
 
-use crate::compress::{self, Codec, Compressors, Encoded};
+use crate::batch::Payload;
+use crate::compress::{Codec, Compressors, Encoded};
 use crate::log::{self, Level};
 use crate::options::{Compression, Config, DEFAULT_GZIP_LEVEL};
 use crate::tls::TlsConnector;
@@ -171,39 +172,6 @@ pub enum Validation {
 pub const SPARE_OUTPUTS: usize = 8;
 /// An output buffer larger than this is not kept for the next request.
 const KEEP_OUTPUT: usize = 512 * 1024;
-
-/// The logs of one request: their JSON array, or the same array already encoded when its
-/// batch was built (see `batch::build_encoded`), or both.
-#[derive(Clone, Copy, Debug)]
-pub struct Payload<'a> {
-    /// The JSON array, when it is at hand.
-    pub json: Option<&'a [u8]>,
-    /// The JSON array encoded.
-    pub encoded: Option<&'a Encoded>,
-    /// Bytes of the JSON array.
-    pub json_len: usize,
-}
-
-impl<'a> Payload<'a> {
-    /// A payload of plain JSON.
-    pub fn json(json: &'a [u8]) -> Payload<'a> {
-        Payload {
-            json: Some(json),
-            encoded: None,
-            json_len: json.len(),
-        }
-    }
-
-    /// The JSON array, decoded from `encoded` when only that is at hand; `None` if that
-    /// does not decode to it.
-    fn text(&self) -> Option<Cow<'a, [u8]>> {
-        match (self.json, self.encoded) {
-            (Some(json), _) => Some(Cow::Borrowed(json)),
-            (None, Some(e)) => compress::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
-            (None, None) => None,
-        }
-    }
-}
 
 /// The instance's HTTP client.
 pub struct Client {

@@ -799,7 +799,11 @@ impl Formatter for Fmt {
 
 /// Writes bytes as a JSON string with serde_json's serializer; invalid UTF-8 becomes U+FFFD.
 pub fn put_str(out: &mut Vec<u8>, bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
+    // `from_utf8` first: `from_utf8_lossy` walks valid text several times slower.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     let _ = (&mut serde_json::Serializer::with_formatter(&mut *out, Fmt)).serialize_str(&text);
 }
 

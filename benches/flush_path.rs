@@ -13,10 +13,18 @@
 //! * peak heap bytes during one flush relative to the chunk's size (counting allocator), each
 //!   batch encoded as soon as it is full, as the plugin does (`batch::build_encoded`).
 //!
+//! * the library path (`library_path`: rmp-serde and serde_json, see docs/dependencies.md)
+//!   beside today's, measured in the same run: `batch::build` alone and the whole path with
+//!   the default codec, µs per log, and the library path's cost relative to today's.
+//!
 //! Timings are the median of several samples of at least 20 ms each; compare ratios taken
-//! in one run. `--quick` (or `BENCH_QUICK=1`): fewer samples and levels.
+//! in one run. `--quick` (or `BENCH_QUICK=1`): fewer samples and levels;
+//! `BENCH_LIBRARY_ONLY=1`: the first table and the library path's only.
 
 use conformance_host as host;
+
+mod library_path;
+use library_path::{LibMapper, LibScratch};
 
 use fluent_bit_datadog::internals::batch;
 use fluent_bit_datadog::internals::compress::{Codec, Compressors, Encoded};
@@ -158,12 +166,20 @@ fn main() {
             .and_then(|i| i.parse::<usize>().ok())
             .and_then(|i| inputs.get(i))
             .unwrap_or(&inputs[0]);
+        // `BENCH_PROFILE_PATH=library` profiles the library path instead.
+        let library = std::env::var("BENCH_PROFILE_PATH").is_ok_and(|p| p == "library");
+        let lib = LibMapper::new(&cfg);
+        let mut lib_scratch = LibScratch::default();
         let start = Instant::now();
         let mut pass = 0;
         while passes.map_or(start.elapsed().as_secs() < 5, |n| pass < n) {
             pass += 1;
             for c in &input.chunks {
-                let (b, _) = batch::build(c, input.tag, &mapper, &mut scratch, &mut spare);
+                let (b, _) = if library {
+                    library_path::build(c, input.tag, &lib, &mut lib_scratch, &mut spare)
+                } else {
+                    batch::build(c, input.tag, &mapper, &mut scratch, &mut spare)
+                };
                 batch::recycle(std::hint::black_box(b), &mut spare);
             }
         }
@@ -207,6 +223,12 @@ fn main() {
             json_bytes as f64 / records as f64
         );
         jsons.push(json);
+    }
+
+    compare_library_path(runs, &cfg, &inputs);
+    if std::env::var_os("BENCH_LIBRARY_ONLY").is_some() {
+        // Only the comparison (for repeating it on a noisy machine).
+        return;
     }
 
     // Each codec alone, on each input's JSON, through pooled state as the plugin uses it.
@@ -362,6 +384,100 @@ fn main() {
             chunk.len(),
             peak,
             peak as f64 / chunk.len() as f64
+        );
+    }
+}
+
+/// Today's path and the library path (benches/library_path), in the same run, each figure
+/// taken right after the other's: `batch::build` alone, and the whole path with the default
+/// codec (each batch encoded as soon as it is full), µs per log, and library / today.
+fn compare_library_path(runs: usize, cfg: &Config, inputs: &[Input]) {
+    let mapper = Mapper::new(cfg);
+    let lib = LibMapper::new(cfg);
+    let (mut scratch, mut lib_scratch) = (Scratch::default(), LibScratch::default());
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let pool = pool_for(DEFAULT_COMPRESSION);
+    let codec = codec_of(DEFAULT_COMPRESSION);
+    let mut outs: Vec<Vec<u8>> = Vec::new();
+    println!();
+    println!(
+        "## library path (rmp-serde + serde_json) beside today's, µs/log ({DEFAULT_COMPRESSION:?} for the whole path)"
+    );
+    println!(
+        "| input | build today | build library | library / today | whole today | whole library | library / today |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for input in inputs {
+        let recs = records_of(input, &mapper) as f64;
+        let mut build_today = || {
+            for c in &input.chunks {
+                let (b, _) = batch::build(c, input.tag, &mapper, &mut scratch, &mut spare);
+                batch::recycle(std::hint::black_box(b), &mut spare);
+            }
+        };
+        let t_build = median(runs, &mut build_today);
+        let mut spare_lib: Vec<Vec<u8>> = Vec::new();
+        let l_build = median(runs, || {
+            for c in &input.chunks {
+                let (b, _) =
+                    library_path::build(c, input.tag, &lib, &mut lib_scratch, &mut spare_lib);
+                batch::recycle(std::hint::black_box(b), &mut spare_lib);
+            }
+        });
+        let encode = |json: &[u8], outs: &mut Vec<Vec<u8>>| {
+            let mut bytes = outs.pop().unwrap_or_default();
+            pool.compress(codec, json, &mut bytes)
+                .then_some(Encoded { codec, bytes })
+        };
+        let give_back = |batches: &mut Vec<batch::Batch>, outs: &mut Vec<Vec<u8>>| {
+            for b in batches.iter_mut() {
+                if let Some(e) = b.encoded.take() {
+                    outs.push(std::hint::black_box(e.bytes));
+                }
+            }
+        };
+        let t_whole = median(runs, || {
+            for c in &input.chunks {
+                let mut o = std::mem::take(&mut outs);
+                let (mut batches, _) = batch::build_encoded(
+                    c,
+                    input.tag,
+                    &mapper,
+                    &mut scratch,
+                    &mut spare,
+                    &mut |json| encode(json, &mut o),
+                );
+                give_back(&mut batches, &mut o);
+                outs = o;
+                batch::recycle(batches, &mut spare);
+            }
+        });
+        let l_whole = median(runs, || {
+            for c in &input.chunks {
+                let mut o = std::mem::take(&mut outs);
+                let (mut batches, _) = library_path::build_encoded(
+                    c,
+                    input.tag,
+                    &lib,
+                    &mut lib_scratch,
+                    &mut spare_lib,
+                    &mut |json| encode(json, &mut o),
+                );
+                give_back(&mut batches, &mut o);
+                outs = o;
+                batch::recycle(batches, &mut spare_lib);
+            }
+        });
+        let us = |t: f64| t * 1e6 / recs;
+        println!(
+            "| {} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} | {:.2} |",
+            input.name,
+            us(t_build),
+            us(l_build),
+            l_build / t_build,
+            us(t_whole),
+            us(l_whole),
+            l_whole / t_whole
         );
     }
 }

@@ -15,10 +15,10 @@
 //! doubles from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]; each change of the outcome is one log
 //! line. The same probe explains a 403 from a configured site.
 
-use crate::log::{self, Level};
-use crate::options::{Config, Destination};
-use crate::send::{Client, Validation};
-use crate::site::Site;
+use crate::config::options::{Config, Destination};
+use crate::config::sites::Site;
+use crate::deliver::client::{Client, Validation};
+use crate::observe::log::{self, Level};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -192,7 +192,7 @@ impl Resolver {
             },
             Destination::Endpoint(url) => Target::Ready {
                 url: url.clone(),
-                site: crate::send::host_of(url).to_string(),
+                site: crate::deliver::client::host_of(url).to_string(),
             },
             Destination::AutoDetect => Target::Pending,
         };

@@ -54,28 +54,15 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-#[allow(missing_docs, non_camel_case_types, non_upper_case_globals, dead_code)]
-mod bindings;
-
-mod batch;
-mod compress;
-mod decode;
+mod config;
+mod deliver;
 mod detect;
-mod events;
+mod encode;
 #[cfg(feature = "test-hooks")]
 mod fault;
-mod ffi;
-mod flush;
-mod json;
-mod log;
-mod map;
-mod metrics;
-mod options;
-mod send;
-mod site;
-mod tls;
-mod verdict;
-mod worker;
+mod host;
+mod instance;
+mod observe;
 
 /// The stages of the record's path, for the crate's own tests, benches and fuzz target.
 ///
@@ -83,23 +70,23 @@ mod worker;
 pub mod internals {
     /// Objects -> requests within Datadog's limits (see `src/batch.rs`).
     pub mod batch {
-        pub use crate::batch::*;
+        pub use crate::encode::batch::*;
     }
     /// Request bodies compressed with zstd or gzip (see `src/compress.rs`).
     pub mod compress {
-        pub use crate::compress::*;
+        pub use crate::encode::body::*;
     }
     /// Chunk bytes -> records (see `src/decode.rs`).
     pub mod decode {
-        pub use crate::decode::*;
+        pub use crate::encode::decode::*;
     }
     /// Record -> one Datadog log object (see `src/map/mod.rs`).
     pub mod map {
-        pub use crate::map::*;
+        pub use crate::encode::map::*;
     }
     /// The `[OUTPUT]` options and the validated `Config` (see `src/options.rs`).
     pub mod options {
-        pub use crate::options::*;
+        pub use crate::config::options::*;
     }
 }
 
@@ -109,7 +96,7 @@ mod bindings_current {
     #[test]
     fn committed_bindings_are_current() {
         let fresh = include_str!(concat!(env!("OUT_DIR"), "/bindings.rs"));
-        let committed = include_str!("bindings.rs");
+        let committed = include_str!("host/bindings.rs");
         assert_eq!(
             committed.trim(),
             fresh.trim(),

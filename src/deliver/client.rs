@@ -1,7 +1,7 @@
 //! The HTTP client, the choice of body encoding, and what each intake response means.
 //!
 //! One ureq agent per instance keeps connections alive across flushes. TLS is rustls, set up by
-//! [`crate::tls`]: the system's CA bundle, plus `tls_ca_file` when given (whose own
+//! [`crate::deliver::tls`]: the system's CA bundle, plus `tls_ca_file` when given (whose own
 //! certificates are also trusted as server certificates), or nothing with `tls_verify off`.
 //!
 //! What an answer means is decided once, by [`classify`] (its table), and the decisions that
@@ -11,11 +11,11 @@
 //! accepted, switches the instance to gzip for good (one warning) and the batch is sent again
 //! gzipped: a refusal of the encoding never reaches the 400 bisection.
 
-use crate::batch::Payload;
-use crate::compress::{Codec, Compressors, Encoded};
-use crate::log::{self, Level};
-use crate::options::{Compression, Config, DEFAULT_GZIP_LEVEL};
-use crate::tls::TlsConnector;
+use crate::config::options::{Compression, Config, DEFAULT_GZIP_LEVEL};
+use crate::deliver::tls::TlsConnector;
+use crate::encode::batch::Payload;
+use crate::encode::body::{Codec, Compressors, Encoded};
+use crate::observe::log::{self, Level};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -205,11 +205,11 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Builds the agent: timeouts, connection pool, proxy and TLS trust (see [`crate::tls`])
+    /// Builds the agent: timeouts, connection pool, proxy and TLS trust (see [`crate::deliver::tls`])
     /// from `cfg`.
     /// Returns the client and a description of the trusted roots.
     pub fn new(cfg: &Config) -> Result<(Client, &'static str), String> {
-        let roots_note = crate::tls::trust_note(cfg);
+        let roots_note = crate::deliver::tls::trust_note(cfg);
         let proxy = match &cfg.proxy {
             Some(p) => Some(p.to_ureq()),
             None => ureq::Proxy::try_from_env(),

@@ -7,7 +7,7 @@
 //! epoch milliseconds; nesting deeper than [`MAX_DEPTH`] is replaced by [`NESTING_MARKER`].
 
 use super::{MAX_DEPTH, NESTING_MARKER};
-use crate::decode::{Entry, Reader, Value};
+use crate::encode::decode::{Entry, Reader, Value};
 use std::collections::HashSet;
 
 /// Above this many keys in one map, duplicates are found with a hash set.
@@ -203,5 +203,5 @@ pub(super) fn write_i64(out: &mut Vec<u8>, n: i64) {
 
 /// Writes bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
 pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
-    crate::json::write_str(out, bytes);
+    crate::encode::json::write_str(out, bytes);
 }

@@ -6,19 +6,9 @@
 //! when a record's inputs are none of the last few sets' (`Cache`, which keeps up to
 //! `TAG_SETS` of them, for the chunks that mix containers).
 
-use super::attrs::{Present, write_attr};
+use super::fields::{Present, write_attr};
 use super::{Cache, Mapper, TAG_SETS, TagSet, Temps, write_str};
-use crate::decode::{self, Entry, Reader, Value};
-
-/// Attributes that `provider ecs` turns into tags (FireLens metadata).
-pub(super) const ECS_KEYS: [&[u8]; 6] = [
-    b"container_id",
-    b"container_name",
-    b"container_image",
-    b"ecs_cluster",
-    b"ecs_task_definition",
-    b"ecs_task_arn",
-];
+use crate::encode::decode::{self, Entry, Reader, Value};
 
 /// The tags made last, kept across records with what they were made from.
 #[derive(Debug, Default)]
@@ -196,19 +186,6 @@ impl Signature<'_> {
             && (piece.is_empty() || self.prev.get(body..body + piece.len()) == Some(piece));
         self.pos = body + piece.len();
     }
-}
-
-/// True when a `ddtags` value is a tag list: a comma-separated string or an array of strings.
-/// Anything else stays an ordinary attribute.
-pub(super) fn is_tag_list(raw: &[u8]) -> bool {
-    if decode::as_bytes(raw).is_some() {
-        return true;
-    }
-    let mut r = Reader::new(raw);
-    let Ok(Value::Array(n)) = r.read() else {
-        return false;
-    };
-    (0..n).all(|_| matches!(r.read(), Ok(Value::Str(_) | Value::Bin(_))))
 }
 
 /// Appends the record's own `ddtags` (see [`is_tag_list`]).

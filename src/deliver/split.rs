@@ -6,7 +6,7 @@
 //! * What an answer means is [`Outcome`]'s: 400, 413 and 422 ([`Outcome::splits_payload`])
 //!   split the request in halves down to single objects, and an object still refused alone is
 //!   dropped; after 408/429/5xx/network ([`Outcome::is_retriable`]) or a refusal the objects
-//!   stay pending, and [`crate::verdict`] decides what that means for the chunk.
+//!   stay pending, and [`crate::deliver::verdict`] decides what that means for the chunk.
 //! * Splitting is bounded. The rule: a batch of `n` objects may spend [`split_budget`]`(n)`
 //!   requests (`6 * ceil(log2 n) + 4`, 64 for 1000) on its parts; isolating one bad log costs
 //!   about `2 * log2 n` (at most 20 for 1000), two 38, three 54, so up to three bad logs
@@ -20,10 +20,10 @@
 //!   [`Memory`] keyed by the chunk's bytes and tag; the host re-sends the same bytes, so the
 //!   retry sends only what is still pending.
 
-use crate::batch::{Batch, Payload};
-use crate::events::{Event, FlushEvents};
-use crate::send::{Client, Outcome};
-use crate::verdict::{Detail, Failure, Refusal};
+use crate::deliver::client::{Client, Outcome};
+use crate::deliver::verdict::{Delivery, Detail, Failure, Refusal};
+use crate::encode::batch::{Batch, Payload};
+use crate::observe::events::{Event, FlushEvents};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -51,40 +51,6 @@ pub fn split_budget(n: usize) -> u32 {
     6 * n.max(1).next_power_of_two().trailing_zeros() + 4
 }
 
-/// What sending a chunk's objects came to, as far as the verdict is concerned. What was
-/// accepted, dropped and sent is counted by the events as it happens.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    /// Objects still pending.
-    pub pending: u64,
-    /// The last transient failure (408, 429, 5xx, network), if any request met one.
-    pub transient: Option<Failure>,
-    /// The last refusal (401, 403, a redirect, ...), or the conclusion of splitting a
-    /// refused payload, if any.
-    pub refused: Option<Refusal>,
-}
-
-impl Report {
-    fn merge(&mut self, o: Report) {
-        if o.transient.is_some() {
-            self.transient = o.transient;
-        }
-        if o.refused.is_some() {
-            self.refused = o.refused;
-        }
-    }
-
-    fn failed(reason: String) -> Report {
-        Report {
-            transient: Some(Failure {
-                status: None,
-                reason,
-            }),
-            ..Report::default()
-        }
-    }
-}
-
 /// Sends the pending objects of `batches` to `url`, updating `done` (one flag per object, in
 /// batch order). Batches run on up to `concurrency` threads; each request and each object
 /// accepted or dropped is an event of `events`.
@@ -95,7 +61,7 @@ pub fn deliver(
     done: &mut [bool],
     concurrency: usize,
     events: &FlushEvents,
-) -> Report {
+) -> Delivery {
     // Split `done` into one slice per batch, so each thread owns its flags.
     let mut slices: Vec<Work> = Vec::with_capacity(batches.len());
     let mut rest = &mut *done;
@@ -114,7 +80,7 @@ pub fn deliver(
         events,
         refuses_everything: AtomicBool::new(false),
     };
-    let mut total = Report::default();
+    let mut total = Delivery::default();
     if work.len() <= 1 || concurrency <= 1 {
         for (b, d) in work {
             total.merge(sender.batch(b, d));
@@ -158,19 +124,19 @@ struct Split<'b> {
 
 impl<'a> Sender<'a> {
     /// Sends `work` over up to `concurrency` threads.
-    fn parallel(&self, work: Vec<Work<'a>>, concurrency: usize) -> Report {
+    fn parallel(&self, work: Vec<Work<'a>>, concurrency: usize) -> Delivery {
         let queue: Vec<Mutex<Option<Work>>> =
             work.into_iter().map(|w| Mutex::new(Some(w))).collect();
         let next = AtomicUsize::new(0);
         let threads = concurrency.min(queue.len());
-        let reports: Vec<Report> = std::thread::scope(|s| {
+        let reports: Vec<Delivery> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let (queue, next) = (&queue, &next);
                     std::thread::Builder::new()
                         .name("dd-send".into())
                         .spawn_scoped(s, move || {
-                            let mut r = Report::default();
+                            let mut r = Delivery::default();
                             loop {
                                 let i = next.fetch_add(1, Ordering::Relaxed);
                                 let Some(slot) = queue.get(i) else { break };
@@ -186,18 +152,19 @@ impl<'a> Sender<'a> {
             let mut out = Vec::new();
             for h in handles {
                 match h {
-                    Ok(h) => out.push(
-                        h.join()
-                            .unwrap_or_else(|_| Report::failed("a sender thread panicked".into())),
-                    ),
-                    Err(e) => {
-                        out.push(Report::failed(format!("cannot start a sender thread: {e}")))
+                    Ok(h) => {
+                        out.push(h.join().unwrap_or_else(|_| {
+                            Delivery::failed("a sender thread panicked".into())
+                        }))
                     }
+                    Err(e) => out.push(Delivery::failed(format!(
+                        "cannot start a sender thread: {e}"
+                    ))),
                 }
             }
             out
         });
-        let mut total = Report::default();
+        let mut total = Delivery::default();
         // Work a failed thread never picked up is still pending: send it here.
         for slot in &queue {
             let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -212,9 +179,9 @@ impl<'a> Sender<'a> {
     }
 
     /// Sends the pending objects of one batch, splitting on 400/413/422 within the budget.
-    fn batch(&self, batch: &Batch, done: &mut [bool]) -> Report {
+    fn batch(&self, batch: &Batch, done: &mut [bool]) -> Delivery {
         let pending: Vec<usize> = (0..batch.len()).filter(|&i| !done[i]).collect();
-        let mut report = Report::default();
+        let mut report = Delivery::default();
         let mut split = Split {
             budget: split_budget(batch.len()),
             accepted: false,
@@ -256,7 +223,7 @@ impl<'a> Sender<'a> {
         batch: &'b Batch,
         idx: &[usize],
         done: &mut [bool],
-        report: &mut Report,
+        report: &mut Delivery,
         split: &mut Split<'b>,
         whole: bool,
     ) {

@@ -2,8 +2,8 @@
 //!
 //! [`verdict`] is a pure function of what the flush found (a [`FlushReport`]): no I/O, no
 //! logging, no counting. What follows from the verdict happens elsewhere: the worker
-//! remembers a partly delivered chunk and explains a 403, [`crate::events`] writes the lines
-//! and counts, and only [`crate::ffi`] turns the verdict into Fluent Bit's return code.
+//! remembers a partly delivered chunk and explains a 403, [`crate::observe::events`] writes the lines
+//! and counts, and only [`crate::host`] turns the verdict into Fluent Bit's return code.
 //!
 //! | site | objects pending after sending | a refusal (401, 403, ...) | a transient failure | verdict |
 //! |---|---|---|---|---|
@@ -17,8 +17,6 @@
 //! they never hold a chunk back. A payload whose splitting concluded that the intake refuses
 //! everything ([`Detail::EveryPart`]) or spent its budget ([`Detail::SplitBudget`]) leaves its
 //! objects pending with a refusal: ERROR, so the drop is visible to the host.
-
-use crate::flush::Report;
 
 /// Where the chunk's site stands when the flush starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,6 +84,40 @@ pub enum Detail {
     },
 }
 
+/// What sending a chunk's objects came to, as far as the verdict is concerned. What was
+/// accepted, dropped and sent is counted by the events as it happens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Objects still pending.
+    pub pending: u64,
+    /// The last transient failure (408, 429, 5xx, network), if any request met one.
+    pub transient: Option<Failure>,
+    /// The last refusal (401, 403, a redirect, ...), or the conclusion of splitting a
+    /// refused payload, if any.
+    pub refused: Option<Refusal>,
+}
+
+impl Delivery {
+    pub(crate) fn merge(&mut self, o: Delivery) {
+        if o.transient.is_some() {
+            self.transient = o.transient;
+        }
+        if o.refused.is_some() {
+            self.refused = o.refused;
+        }
+    }
+
+    pub(crate) fn failed(reason: String) -> Delivery {
+        Delivery {
+            transient: Some(Failure {
+                status: None,
+                reason,
+            }),
+            ..Delivery::default()
+        }
+    }
+}
+
 /// Everything the verdict depends on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlushReport {
@@ -94,7 +126,7 @@ pub struct FlushReport {
     /// Objects the chunk became (records neither malformed nor too large).
     pub objects: u64,
     /// What sending them came to.
-    pub delivery: Report,
+    pub delivery: Delivery,
 }
 
 impl FlushReport {
@@ -219,7 +251,7 @@ mod tests {
         FlushReport {
             site: Site::Ready,
             objects,
-            delivery: Report {
+            delivery: Delivery {
                 pending,
                 transient: t,
                 refused: r,

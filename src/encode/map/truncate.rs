@@ -11,7 +11,7 @@
 
 use super::value::write_value;
 use super::{MAX_LOG_BYTES, Mapped, TRUNCATION_MARKER, write_str};
-use crate::decode::{Entry, Reader};
+use crate::encode::decode::{Entry, Reader};
 
 /// Fits the object written at `out[start..]`, which is over [`MAX_LOG_BYTES`]: cuts the
 /// message (its JSON string at `message`) first, then the largest other string values written

@@ -17,15 +17,18 @@
 //!
 //! Every export runs inside `guard`: a panic becomes a return code, never an unwind into C.
 
-use crate::bindings::{
+#[allow(missing_docs, non_camel_case_types, non_upper_case_globals, dead_code)]
+mod bindings;
+
+use crate::config::options::{Config, OPTIONS};
+use crate::deliver::verdict::Verdict;
+use crate::instance::Instance;
+use crate::observe::log::{self, Level};
+use crate::observe::metrics::{Metric, MetricHost, Metrics};
+use bindings::{
     FLB_ERROR, FLB_OK, FLB_PROXY_GOLANG, FLB_PROXY_OUTPUT_PLUGIN, FLB_RETRY, flb_plugin_proxy_def,
     flbgo_output_plugin,
 };
-use crate::log::{self, Level};
-use crate::metrics::Metrics;
-use crate::options::{Config, OPTIONS};
-use crate::verdict::Verdict;
-use crate::worker::Instance;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -503,7 +506,7 @@ pub struct CmtMetric {
 // SAFETY: cmetrics updates metric values with atomic compare-and-swap (cmt_metric.c,
 // cmt_metric_histogram.c in 4.2.8 and 5.1.1) and the handles live as long as the instance's
 // context (destroyed by the host after ExitCtx, after which `Metrics` no longer calls them).
-// Creating a label set is not locked in 4.2.8's cmt_map.c, so `crate::metrics` serialises all
+// Creating a label set is not locked in 4.2.8's cmt_map.c, so `crate::observe::metrics` serialises all
 // calls behind one mutex per instance.
 unsafe impl Send for Cmt {}
 unsafe impl Sync for Cmt {}
@@ -631,6 +634,32 @@ impl CmtMetric {
     }
 }
 
+impl MetricHost for Cmt {
+    fn counter(&self, fqname: [&str; 3], help: &str, keys: &[&str]) -> Option<Box<dyn Metric>> {
+        Cmt::counter(self, fqname, help, keys).map(|m| Box::new(m) as Box<dyn Metric>)
+    }
+
+    fn gauge(&self, fqname: [&str; 3], help: &str, keys: &[&str]) -> Option<Box<dyn Metric>> {
+        Cmt::gauge(self, fqname, help, keys).map(|m| Box::new(m) as Box<dyn Metric>)
+    }
+
+    fn histogram(
+        &self,
+        fqname: [&str; 3],
+        help: &str,
+        keys: &[&str],
+        buckets: &[f64],
+    ) -> Option<Box<dyn Metric>> {
+        Cmt::histogram(self, fqname, help, keys, buckets).map(|m| Box::new(m) as Box<dyn Metric>)
+    }
+}
+
+impl Metric for CmtMetric {
+    fn update(&self, timestamp: u64, value: f64, labels: &[&str]) -> bool {
+        CmtMetric::update(self, timestamp, value, labels)
+    }
+}
+
 /// Routes the log lines of the instance being initialised to the host's logger, when the
 /// host has one (Fluent Bit >= 2.0).
 fn route_host_log(api: *const c_void, o_ins: *mut c_void, name: &str) {
@@ -663,7 +692,7 @@ fn host_metrics(api: *const c_void, o_ins: *mut c_void, name: &str) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::{ErrorReason, RetryReason};
+    use crate::deliver::verdict::{ErrorReason, RetryReason};
 
     #[test]
     fn verdicts_map_to_the_host_codes() {
@@ -672,7 +701,7 @@ mod tests {
         assert_eq!(flush_code(&Verdict::Retry(RetryReason::Closing)), 2);
         assert_eq!(
             flush_code(&Verdict::Error(ErrorReason::Refused {
-                refusal: crate::verdict::Refusal::new(403, String::new()),
+                refusal: crate::deliver::verdict::Refusal::new(403, String::new()),
                 pending: 1
             })),
             0

@@ -6,7 +6,7 @@
 //! `serde_json::Value` would silently keep the last duplicate).
 
 use super::*;
-use crate::decode::Timestamp;
+use crate::encode::decode::Timestamp;
 use serde_json::{Value as J, json};
 use std::collections::HashMap;
 

@@ -108,7 +108,7 @@ fn unknown_site_lists_every_site() {
     assert_eq!(e.option, "site");
     let text = e.to_string();
     assert!(text.contains("'datadoghq.co'"));
-    for s in crate::site::SITES {
+    for s in crate::config::sites::SITES {
         assert!(text.contains(s.domain) && text.contains(s.short), "{text}");
     }
     let e = cfg_env(&[("apikey", KEY)], &[("DD_SITE", "mars")]).unwrap_err();

@@ -11,7 +11,7 @@
 //! | `tls_ca_file` | chains to the system's bundle or the file, *or* is itself a certificate of the file (see [`CaFileVerifier`]) |
 //! | `tls_verify off` | any (handshake signatures are still checked) |
 
-use crate::options::Config;
+use crate::config::options::Config;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{WebPkiServerVerifier, verify_server_name};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};

@@ -21,7 +21,7 @@
 //! apart would bring back what the table replaced, an option defined in several places. Its
 //! tests are in `options/tests.rs`.
 
-use crate::site::{self, Site};
+use crate::config::sites::{self, Site};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -155,7 +155,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         shown: Shown::Value,
         test_only: false,
         parse: |v, d| {
-            let s = Site::parse(v).ok_or_else(|| Reject::detail(site::accepted()))?;
+            let s = Site::parse(v).ok_or_else(|| Reject::detail(sites::accepted()))?;
             d.site = Some(s);
             Ok(())
         },

@@ -11,9 +11,9 @@
 //! 1.5 MB per 2000 FireLens records). The rare paths that need the JSON again (splitting a
 //! refused payload, re-encoding for the gzip fallback) decode it ([`Payload::text`]).
 
-use crate::compress::{self, Encoded};
-use crate::decode::{self, Item};
-use crate::map::{Mapped, Mapper, Scratch};
+use crate::encode::body::{self, Encoded};
+use crate::encode::decode::{self, Item};
+use crate::encode::map::{Mapped, Mapper, Scratch};
 use std::borrow::Cow;
 
 /// Most objects Datadog accepts in one request.
@@ -113,7 +113,7 @@ impl<'a> Payload<'a> {
     pub fn text(&self) -> Option<Cow<'a, [u8]>> {
         match (self.json, self.encoded) {
             (Some(json), _) => Some(Cow::Borrowed(json)),
-            (None, Some(e)) => compress::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
+            (None, Some(e)) => body::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
             (None, None) => None,
         }
     }
@@ -409,8 +409,8 @@ mod tests {
 
     #[test]
     fn encoded_batches_keep_their_body_and_give_their_json_buffer_on() {
-        use crate::compress::{Codec, Compressors};
-        use crate::options::Config;
+        use crate::config::options::Config;
+        use crate::encode::body::{Codec, Compressors};
         let cfg = Config::from_lookup(
             |k| (k == "apikey").then(|| "0123456789abcdef0123456789abcdef".into()),
             |_| None,

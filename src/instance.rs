@@ -5,22 +5,22 @@
 //! `Workers N` from N threads at once. [`Instance::flush`] therefore does almost nothing on
 //! the caller's stack: it starts a scoped thread with a normal stack, which borrows the chunk
 //! (no copy), runs decode -> map -> batch -> send, and hands back the [`Verdict`] (which
-//! only [`crate::ffi`] turns into Fluent Bit's return code).
+//! only [`crate::host`] turns into Fluent Bit's return code).
 //!
 //! After the verdict, the worker does what it calls for: it remembers a chunk handed back
 //! for its retry, asks auto-detection where a key refused with 403 is valid, and emits
 //! the events that write the lines.
 
-use crate::batch;
+use crate::config::options::Config;
+use crate::deliver::client::{self, Client};
+use crate::deliver::split::{self, Memory};
+use crate::deliver::verdict::{self, ErrorReason, FlushReport, RetryReason, Site, Verdict};
 use crate::detect::{Resolver, Target};
-use crate::events::{ERROR_INTERVAL, Event, Events, FlushEvents, KeyElsewhere};
-use crate::flush::{self, Memory};
-use crate::log::{self, Level, RateLimiter};
-use crate::map::{Mapper, Scratch};
-use crate::metrics::Metrics;
-use crate::options::Config;
-use crate::send::{self, Client};
-use crate::verdict::{self, ErrorReason, FlushReport, RetryReason, Site, Verdict};
+use crate::encode::batch;
+use crate::encode::map::{Mapper, Scratch};
+use crate::observe::events::{ERROR_INTERVAL, Event, Events, FlushEvents, KeyElsewhere};
+use crate::observe::log::{self, Level, RateLimiter};
+use crate::observe::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
@@ -114,7 +114,7 @@ impl Instance {
             &name,
             &format!(
                 "datadog_logs {} sending to {dest}, compress={:?}, TLS roots: {roots}",
-                send::VERSION,
+                client::VERSION,
                 inst.config.compression
             ),
         );
@@ -126,7 +126,7 @@ impl Instance {
     }
 
     /// Gives the instance the host's metrics, showing the site at once when it is known.
-    /// Its events feed them ([`crate::events`] is the only place that counts).
+    /// Its events feed them ([`crate::observe::events`] is the only place that counts).
     pub fn with_metrics(mut self, metrics: Metrics) -> Instance {
         self.events.set_metrics(metrics);
         if let Target::Ready { site, .. } = self.resolver.target() {
@@ -222,7 +222,7 @@ impl Instance {
         // a time (see `batch`); except in a retried chunk whose accepted objects are
         // remembered: only what is pending goes out, encoded by the requests that send it.
         // The chunk's key, hashed once, only when some chunk is remembered at all.
-        let key = (!self.memory.is_empty()).then(|| flush::chunk_key(tag, data));
+        let key = (!self.memory.is_empty()).then(|| split::chunk_key(tag, data));
         let retried = key.is_some_and(|k| self.memory.contains(k));
         let (mut batches, built) = batch::build_encoded(
             data,
@@ -290,7 +290,7 @@ impl Instance {
     }
 
     /// Counts what building found, sends the batches, decides the verdict and acts on it.
-    /// `key` is the chunk's [`flush::chunk_key`] when it was needed already (something was
+    /// `key` is the chunk's [`split::chunk_key`] when it was needed already (something was
     /// remembered when the flush began); otherwise it is made from `data` if the chunk is to
     /// be remembered.
     #[allow(clippy::too_many_arguments)]
@@ -335,7 +335,7 @@ impl Instance {
         // accepted before it: the flags are remembered, then the panic goes on to the join
         // that turns it into a RETRY.
         let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            flush::deliver(
+            split::deliver(
                 &self.client,
                 url,
                 batches,
@@ -348,7 +348,7 @@ impl Instance {
             Ok(delivery) => delivery,
             Err(panic) => {
                 self.memory
-                    .put(key.unwrap_or_else(|| flush::chunk_key(tag, data)), done);
+                    .put(key.unwrap_or_else(|| split::chunk_key(tag, data)), done);
                 std::panic::resume_unwind(panic)
             }
         };
@@ -362,9 +362,9 @@ impl Instance {
         // retry counts as retried logs and sends only what is still pending.
         if let Verdict::Retry(RetryReason::Undelivered { .. }) = &verdict {
             self.memory
-                .put(key.unwrap_or_else(|| flush::chunk_key(tag, data)), done);
+                .put(key.unwrap_or_else(|| split::chunk_key(tag, data)), done);
         }
-        let host = send::host_of(url);
+        let host = client::host_of(url);
         if let Some(refusal) = verdict.refusal() {
             let elsewhere = self.explain_refusal(refusal.status, site);
             let (pending, dropped) = match &verdict {
@@ -410,7 +410,8 @@ impl Instance {
         let probing = self.config.probe_override.is_some()
             || matches!(
                 self.config.destination,
-                crate::options::Destination::Site(_) | crate::options::Destination::AutoDetect
+                crate::config::options::Destination::Site(_)
+                    | crate::config::options::Destination::AutoDetect
             );
         if status != 403 || !probing {
             return KeyElsewhere::NotAsked;

@@ -3,8 +3,8 @@
 //! only when the record lacks that attribute.
 
 use super::Mapper;
-use super::attrs::{Present, write_attr};
-use crate::decode::{self, Reader, Value};
+use super::fields::{Present, write_attr};
+use crate::encode::decode::{self, Reader, Value};
 
 /// OpenTelemetry fields found in a record's metadata.
 #[derive(Default)]

@@ -23,10 +23,198 @@
 //! After [`Metrics::close`] (at ExitCtx, before the host destroys the context) every method
 //! does nothing. Where the host has no metrics, [`Metrics::disabled`] does nothing either.
 
-use crate::events::{Counter, DROP_REASONS};
-use crate::ffi::{Cmt, CmtMetric};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One metric created in the host's metrics context (implemented by `crate::host`).
+pub(crate) trait Metric: Send + Sync {
+    /// Adds `value` (counter), sets it (gauge) or observes it (histogram) for the label
+    /// values `labels`, at `timestamp` (nanoseconds since the epoch). False when refused.
+    fn update(&self, timestamp: u64, value: f64, labels: &[&str]) -> bool;
+}
+
+/// The host's metrics context, which creates [`Metric`]s (implemented by `crate::host`).
+pub(crate) trait MetricHost {
+    /// A counter `fqname` (namespace, subsystem, name) with label keys `keys`.
+    fn counter(&self, fqname: [&str; 3], help: &str, keys: &[&str]) -> Option<Box<dyn Metric>>;
+    /// A gauge `fqname` with label keys `keys`.
+    fn gauge(&self, fqname: [&str; 3], help: &str, keys: &[&str]) -> Option<Box<dyn Metric>>;
+    /// A histogram `fqname` with bucket upper bounds `buckets` (ascending, +Inf implied).
+    fn histogram(
+        &self,
+        fqname: [&str; 3],
+        help: &str,
+        keys: &[&str],
+        buckets: &[f64],
+    ) -> Option<Box<dyn Metric>>;
+}
+
+/// One counter of an instance (or of a flush).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Log records decoded from chunks (group markers excluded; a retried chunk counts again).
+    RecordsIn,
+    /// Objects the intake accepted.
+    ObjectsSent,
+    /// HTTP requests made to the intake (by status: [`Snapshot::requests_by_status`]).
+    Requests,
+    /// Flushes answered with RETRY.
+    Retries,
+    /// Objects dropped because the intake answered 400 (or 422) for them alone.
+    Dropped400,
+    /// Objects dropped because the intake answered 413 for them alone.
+    Dropped413,
+    /// Records dropped because they could not fit Datadog's 1 MB log limit.
+    DroppedTooLarge,
+    /// Malformed stretches of chunks skipped.
+    DroppedMalformed,
+    /// Objects dropped with their chunk after a refusal (401, 403, a redirect, a payload
+    /// refused as a whole, ...).
+    DroppedRejected,
+    /// Messages truncated to fit 1 MB.
+    Truncated,
+    /// Bytes of JSON sent, before compression.
+    BytesJson,
+    /// Bytes put on the wire, after compression.
+    BytesWire,
+    /// Logs sent again by a retry: the pending objects of a chunk resumed from memory.
+    RetriedLogs,
+    /// Sum of the requests' round-trip durations, in microseconds.
+    RequestMicros,
+}
+
+impl Counter {
+    /// Every counter, in the order of the exit summary.
+    pub const ALL: [Counter; 14] = [
+        Counter::RecordsIn,
+        Counter::ObjectsSent,
+        Counter::Requests,
+        Counter::Retries,
+        Counter::Dropped400,
+        Counter::Dropped413,
+        Counter::DroppedTooLarge,
+        Counter::DroppedMalformed,
+        Counter::DroppedRejected,
+        Counter::Truncated,
+        Counter::BytesJson,
+        Counter::BytesWire,
+        Counter::RetriedLogs,
+        Counter::RequestMicros,
+    ];
+
+    /// The counters the exit summary line shows, the first ones of [`Counter::ALL`] (its
+    /// text is relied on; keep it stable).
+    pub const SUMMARY: &[Counter] = Counter::ALL.split_at(12).0;
+
+    /// The counter's name in the exit summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RecordsIn => "records_in",
+            Counter::ObjectsSent => "objects_sent",
+            Counter::Requests => "requests",
+            Counter::Retries => "retries",
+            Counter::Dropped400 => "dropped_400",
+            Counter::Dropped413 => "dropped_413",
+            Counter::DroppedTooLarge => "dropped_too_large",
+            Counter::DroppedMalformed => "dropped_malformed",
+            Counter::DroppedRejected => "dropped_rejected",
+            Counter::Truncated => "truncated",
+            Counter::BytesJson => "bytes_json",
+            Counter::BytesWire => "bytes_wire",
+            Counter::RetriedLogs => "retried_logs",
+            Counter::RequestMicros => "request_micros",
+        }
+    }
+}
+
+/// The reasons a log is dropped, with the counter of each (the `reason` label of
+/// `dropped_logs_total`).
+pub const DROP_REASONS: [(&str, Counter); 5] = [
+    ("http_400", Counter::Dropped400),
+    ("http_413", Counter::Dropped413),
+    ("too_large", Counter::DroppedTooLarge),
+    ("malformed", Counter::DroppedMalformed),
+    ("rejected", Counter::DroppedRejected),
+];
+
+/// Counters of an instance or of one flush, updated with relaxed atomics from concurrent
+/// threads. Only [`Events`] writes them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    values: [AtomicU64; Counter::ALL.len()],
+    /// Requests by HTTP status; 0 stands for "no answer" (transport error).
+    by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Counters {
+    pub(crate) fn add(&self, c: Counter, n: u64) {
+        if n > 0 {
+            self.values[c as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn add_status(&self, status: Option<u16>) {
+        let mut map = self.by_status.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(status.unwrap_or(0)).or_default() += 1;
+    }
+
+    /// Reads one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize].load(Ordering::Relaxed)
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            values: Counter::ALL.map(|c| self.get(c)),
+            by_status: self
+                .by_status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(s, n)| (*s, *n))
+                .collect(),
+        }
+    }
+}
+
+/// A copy of the counters at one moment; displays as the exit summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    values: [u64; Counter::ALL.len()],
+    by_status: Vec<(u16, u64)>,
+}
+
+impl Snapshot {
+    /// The value of one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize]
+    }
+
+    #[cfg(test)]
+    /// Requests by HTTP status, ascending; status 0 counts requests that got no answer.
+    pub fn requests_by_status(&self) -> &[(u16, u64)] {
+        &self.by_status
+    }
+
+    #[cfg(test)]
+    /// Logs dropped, by reason (see [`DROP_REASONS`]).
+    pub fn dropped_by_reason(&self) -> [(&'static str, u64); 5] {
+        DROP_REASONS.map(|(reason, c)| (reason, self.get(c)))
+    }
+}
+
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, c) in Counter::SUMMARY.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{}={}", c.name(), self.get(*c))?;
+        }
+        Ok(())
+    }
+}
 
 /// Namespace of every metric.
 pub const NAMESPACE: &str = "fluentbit";
@@ -37,15 +225,15 @@ pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 /// The handles of one instance's metrics.
 struct Handles {
-    sent: CmtMetric,
-    dropped: CmtMetric,
-    truncated: CmtMetric,
-    retried: CmtMetric,
-    requests: CmtMetric,
-    uncompressed: CmtMetric,
-    compressed: CmtMetric,
-    duration: CmtMetric,
-    site_info: CmtMetric,
+    sent: Box<dyn Metric>,
+    dropped: Box<dyn Metric>,
+    truncated: Box<dyn Metric>,
+    retried: Box<dyn Metric>,
+    requests: Box<dyn Metric>,
+    uncompressed: Box<dyn Metric>,
+    compressed: Box<dyn Metric>,
+    duration: Box<dyn Metric>,
+    site_info: Box<dyn Metric>,
     /// The site `site_info` shows as 1, if any yet.
     site: Option<String>,
     closed: bool,
@@ -91,7 +279,7 @@ impl Metrics {
 
     /// Creates every metric of instance `name` in `cmt` and its fixed series at 0. Disabled
     /// if cmetrics refuses any of them.
-    pub fn new(cmt: &Cmt, name: &str) -> Metrics {
+    pub fn new(cmt: &dyn MetricHost, name: &str) -> Metrics {
         let n = |s: &'static str| [NAMESPACE, SUBSYSTEM, s];
         let counter = |s, help, keys: &[&str]| cmt.counter(n(s), help, keys);
         let handles = (|| {
@@ -169,7 +357,7 @@ impl Metrics {
         }
     }
 
-    /// Adds `n` to the metric that shows counter `c` of [`crate::events`], if one does:
+    /// Adds `n` to the metric that shows counter `c` of [`crate::observe::events`], if one does:
     /// the events module calls this with every amount it adds to its own counters, so the
     /// metrics and the exit summary cannot disagree. Requests, their status and duration
     /// come through [`Metrics::request`] instead.

@@ -1,6 +1,6 @@
 use super::*;
-use crate::log::captured;
-use crate::verdict::ErrorReason;
+use crate::deliver::verdict::ErrorReason;
+use crate::observe::log::captured;
 
 fn events() -> Events {
     captured::take();

@@ -20,12 +20,12 @@
 //! container's odd line does not cost the next lines their plan); after [`REPLACE_AFTER`]
 //! such records in a row, the next one of them mapped the general way becomes the plan.
 
-use super::attrs::Present;
+use super::fields::{Present, Slot};
 use super::otlp::{Otlp, otlp_fields};
 use super::truncate::write_message;
 use super::value::{write_entry_value, write_i64};
 use super::{MAX_LOG_BYTES, Mapper, Scratch, TagSet, Temps};
-use crate::decode::Record;
+use crate::encode::decode::Record;
 
 /// The plan made from the last record mapped the general way with one tag set's tags (see
 /// the module doc).
@@ -58,18 +58,6 @@ pub(super) struct Template {
 /// (then this bounds the cost of making plans to one in this many records).
 const REPLACE_AFTER: u32 = 8;
 
-/// What the general way wrote in one place of an object that depends on more than the keys.
-/// A plan copies everything else as it was; see [`eligible`] for the rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Slot {
-    /// The record's time (`json_date_key`).
-    Date,
-    /// The value of this entry as the message.
-    Message(usize),
-    /// The value of this entry.
-    Value(usize),
-}
-
 /// True when the object the general way just wrote may become a plan, given what it read
 /// besides the record's keys: whether its tags were made before, for an earlier record, and
 /// kept (`tags_reused`), the record's OpenTelemetry fields and the reserved attributes it has
@@ -79,7 +67,7 @@ pub(super) enum Slot {
 /// byte of the object that depends on more than the record's keys is a slot, is checked
 /// when a record is matched, or disqualifies the record from becoming a plan.** Its pieces:
 ///
-/// * slots ([`Slot`]), filled per record: the date, the message, each attribute's value;
+/// * slots ([`Slot`](super::fields::Slot)), filled per record: the date, the message, each attribute's value;
 /// * checked by [`Mapper::template_matches`]: the mapper (its settings, by id); the keys,
 ///   byte for byte (which also decides
 ///   which reserved attributes the record has, so which of the plugin's own are written,

@@ -36,15 +36,16 @@
 //! apart from the caches that live across records (the tags, the plan), whose validity rules
 //! are stated where they are defined.
 
-use crate::decode::{self, Entry, Record};
-use crate::options::Config;
-use attrs::{Attrs, Present, write_attr};
+use crate::config::options::Config;
+use crate::encode::decode::{self, Entry, Record};
+use fields::{Attrs, Present, Slot, write_attr};
 use std::collections::HashSet;
 use tags::Tags;
-use template::{Marks, Slot, Template};
+use template::{Marks, Template};
 use value::{Key, write_any_key, write_entry_value};
 
 mod attrs;
+mod fields;
 mod otlp;
 mod tags;
 mod template;

@@ -265,6 +265,13 @@ impl Host {
         (code, token)
     }
 
+    /// Frees the options and contexts of the instances initialised so far, as Fluent Bit frees
+    /// an instance after its exit (a hot reload's old instances). Call it only after their
+    /// exit: the plugin must not touch a context once its instance has exited.
+    pub fn release_instances(&mut self) {
+        self.instances.clear();
+    }
+
     /// One FlushCtx call on the current thread. The tag is a fresh heap copy, freed after.
     pub fn flush_here(&self, ctx: Ctx, data: &[u8], tag: &str) -> i32 {
         let tag = CString::new(tag).unwrap();

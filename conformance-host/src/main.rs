@@ -24,6 +24,10 @@
 //! `stray_exits: [tokens]` first calls ExitCtx with contexts the plugin never issued (0 is
 //! NULL). `exit_s` in the report is the time the exit calls took.
 //!
+//! `cycles: N` repeats the instances' whole life (Init, the flushes, the exit) N times in the
+//! one process, as Fluent Bit's hot reload does; `cycles` in the report then has, after each
+//! exit, the process's `threads` (from /proc/self/status), their `names` and `rss_kb`.
+//!
 //! `"host": "2.0"` plays a Fluent Bit >= 2.0 host (2.0+ api table, the stand-in cmetrics and
 //! logger; `"log_level": 1..5` is the instance's `Log_Level`, default 3 = info); the report
 //! then has `metrics` (every cmetrics call, in order) and `host_log` (every `flb_log_print`
@@ -67,6 +71,41 @@ fn run(s: &Value) -> Value {
         host::stand_in_set_log_level(s["log_level"].as_i64().unwrap_or(3) as i32);
     }
     let reg = host.register();
+    // `cycles: N` runs Init -> flushes -> exit N times in this one process, as Fluent Bit's
+    // hot reload does, and samples the process's threads and RSS after each exit.
+    let cycles = s["cycles"].as_u64().unwrap_or(1).max(1);
+    let mut samples = Vec::new();
+    let mut last = (Vec::new(), Vec::new(), 0.0);
+    for _ in 0..cycles {
+        last = run_cycle(&mut host, s);
+        host.release_instances();
+        samples.push(
+            json!({"threads": settled_threads(), "rss_kb": rss_kb(), "names": thread_names()}),
+        );
+    }
+    let (init_codes, flush_reports, exit_s) = last;
+    let (host_log, metrics): (Vec<Value>, Vec<Value>) = host::stand_in_calls()
+        .into_iter()
+        .partition(|c| c["call"] == "flb_log_print");
+    json!({
+        "metrics": metrics,
+        "host_log": host_log,
+        "register": {
+            "type": reg.kind, "proxy": reg.proxy, "flags": reg.flags, "name": reg.name,
+            "description": reg.description, "code": reg.code, "canary_intact": reg.canary_intact,
+        },
+        "init": init_codes,
+        "flushes": flush_reports,
+        "exit_s": exit_s,
+        "cycles": samples,
+        "wall_s": wall.elapsed().as_secs_f64(),
+        "rusage": rusage(),
+    })
+}
+
+/// One life of the scenario's instances: Init for each, the flushes, the exit. Returns the
+/// Init codes, the flush reports and the time the exit calls took.
+fn run_cycle(host: &mut Host, s: &Value) -> (Vec<i32>, Vec<Value>, f64) {
     let mut init_codes = Vec::new();
     let mut ctxs = Vec::new();
     for inst in s["instances"].as_array().cloned().unwrap_or_default() {
@@ -87,6 +126,7 @@ fn run(s: &Value) -> Value {
         init_codes.push(code);
         ctxs.push(ctx);
     }
+    let host = &*host;
     let all_ok = init_codes.iter().all(|&c| c == 1);
     let exit = s["exit"].as_str().unwrap_or("ctx");
     let exit_after = s["exit_after_ms"].as_u64().map(Duration::from_millis);
@@ -122,7 +162,7 @@ fn run(s: &Value) -> Value {
         }
         flushes
             .iter()
-            .map(|f| run_flush(&host, ctxs[f["instance"].as_u64().unwrap_or(0) as usize], f))
+            .map(|f| run_flush(host, ctxs[f["instance"].as_u64().unwrap_or(0) as usize], f))
             .collect()
     };
     let (flush_reports, exit_s) = match exit_after {
@@ -137,22 +177,7 @@ fn run(s: &Value) -> Value {
             (reports, do_exit())
         }
     };
-    let (host_log, metrics): (Vec<Value>, Vec<Value>) = host::stand_in_calls()
-        .into_iter()
-        .partition(|c| c["call"] == "flb_log_print");
-    json!({
-        "metrics": metrics,
-        "host_log": host_log,
-        "register": {
-            "type": reg.kind, "proxy": reg.proxy, "flags": reg.flags, "name": reg.name,
-            "description": reg.description, "code": reg.code, "canary_intact": reg.canary_intact,
-        },
-        "init": init_codes,
-        "flushes": flush_reports,
-        "exit_s": exit_s,
-        "wall_s": wall.elapsed().as_secs_f64(),
-        "rusage": rusage(),
-    })
+    (init_codes, flush_reports, exit_s)
 }
 
 fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
@@ -254,6 +279,44 @@ fn run_flush(host: &Host, ctx: Ctx, f: &Value) -> Value {
         "seconds": started.elapsed().as_secs_f64(),
         "rss_kb": rss.into_inner().unwrap(),
     })
+}
+
+/// Threads of this process, from /proc/self/status.
+fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The fewest threads seen over up to 0.5 s: a thread just joined may still be listed while
+/// the kernel tears it down, while a leaked thread stays.
+fn settled_threads() -> u64 {
+    let mut fewest = threads();
+    for _ in 0..50 {
+        if fewest <= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        fewest = fewest.min(threads());
+    }
+    fewest
+}
+
+/// The names of this process's threads, from /proc/self/task/*/comm.
+fn thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// Current resident set size in KiB, from /proc/self/statm.

@@ -316,6 +316,10 @@ impl Instance {
             });
         }
         events.emit(Event::RecordsTruncated { n: built.truncated });
+        events.emit(Event::PartialRecords {
+            n: built.partial,
+            tag,
+        });
         events.emit(Event::RecordsTooLarge { n: built.too_large });
 
         let objects: usize = batches.iter().map(|b| b.len()).sum();

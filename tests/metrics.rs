@@ -123,6 +123,7 @@ fn init_on_a_2_0_host_creates_exactly_the_listed_metrics() {
                 ["name", "reason"]
             ]),
             json!(["cmt_counter_create", "truncated_logs_total", ["name"]]),
+            json!(["cmt_counter_create", "partial_records_total", ["name"]]),
             json!(["cmt_counter_create", "retried_logs_total", ["name"]]),
             json!(["cmt_counter_create", "requests_total", ["name", "status"]]),
             json!(["cmt_counter_create", "uncompressed_bytes_total", ["name"]]),

@@ -532,7 +532,7 @@ proptest! {
         let body = Mp::Map(vec![(Mp::Str(b"v".to_vec()), v.clone())]);
         let time = decode::Timestamp { secs: ts.0 as i64, nanos: ts.1 };
         let (r, out) = map_alone(&cfg, &body, time);
-        prop_assert_eq!(r, Mapped::Written { truncated: false });
+        prop_assert_eq!(r, Mapped::Written { truncated: false, partial: false });
         let got = check_object(&out);
         let mut want = String::new();
         ref_json(&v, 1, false, &mut want);
@@ -653,7 +653,7 @@ proptest! {
         pairs.extend(extra);
         let time = decode::Timestamp { secs: 1, nanos: 0 };
         let (r, out) = map_alone(&config_of(&[]), &Mp::Map(pairs), time);
-        prop_assert_eq!(r, Mapped::Written { truncated: true });
+        prop_assert_eq!(r, Mapped::Written { truncated: true, partial: false });
         let o = check_object(&out);
         let msg = o["message"].as_str().unwrap();
         let kept = msg.strip_suffix(TRUNCATION_MARKER).unwrap();
@@ -711,7 +711,7 @@ proptest! {
             }
         }
         // Only top-level strings are large, and they can all be cut: the object always fits.
-        prop_assert_eq!(r, Mapped::Written { truncated: cut > 0 });
+        prop_assert_eq!(r, Mapped::Written { truncated: cut > 0, partial: false });
         if cut > 0 {
             prop_assert!(out.len() > MAX_LOG_BYTES - 8, "cut too much: {}", out.len());
         }
@@ -805,7 +805,7 @@ proptest! {
             *unwrap_json_mut(&mut expected, shape) = serde_json::Value::Null;
             prop_assert_eq!(skeleton, expected);
         }
-        prop_assert_eq!(r, Mapped::Written { truncated: cut > 0 });
+        prop_assert_eq!(r, Mapped::Written { truncated: cut > 0, partial: false });
         if cut > 0 {
             prop_assert!(out.len() > MAX_LOG_BYTES - 8, "cut too much: {}", out.len());
         }

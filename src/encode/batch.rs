@@ -132,6 +132,9 @@ pub struct BuildStats {
     pub truncated: u64,
     /// Records dropped because they could not fit 1 MB even with an empty message.
     pub too_large: u64,
+    /// Records shipped that are one part of a line split by the container runtime
+    /// (`partial_message`).
+    pub partial: u64,
     /// Offset and reason of the first malformed stretch, for the log line.
     pub first_malformed: Option<(usize, &'static str)>,
 }
@@ -260,8 +263,9 @@ pub fn build_encoded(
                 stats.records += 1;
                 let out = batcher.begin();
                 match mapper.write_decoded(&rec, tag, scratch, out) {
-                    Mapped::Written { truncated } => {
+                    Mapped::Written { truncated, partial } => {
                         stats.truncated += truncated as u64;
+                        stats.partial += partial as u64;
                         batcher.commit_encoded(encode);
                     }
                     Mapped::TooLarge { .. } => {
@@ -405,6 +409,55 @@ mod tests {
         assert_eq!(batch.subset_json(text, &[1, 2]), b"[{\"i\":1},{\"i\":2}]");
         assert_eq!(batch.subset_json(text, &[4, 0]), b"[{\"i\":4},{\"i\":0}]");
         assert_eq!(batch.subset_json(text, &[3]), b"[{\"i\":3}]");
+    }
+
+    #[test]
+    fn parts_of_split_lines_are_shipped_and_counted() {
+        use crate::config::options::Config;
+        use test_support::msgpack::{Mp, enc_into, event_time};
+        let cfg = Config::from_lookup(
+            |k| (k == "apikey").then(|| "0123456789abcdef0123456789abcdef".into()),
+            |_| None,
+        )
+        .unwrap();
+        let s = |t: &str| Mp::Str(t.as_bytes().to_vec());
+        let mut chunk = Vec::new();
+        for (log, ordinal) in [
+            ("a1", "1"),
+            ("plain", ""),
+            ("a2", "2"),
+            ("b", ""),
+            ("a3", "3"),
+        ] {
+            let mut body = vec![(s("log"), s(log))];
+            if !ordinal.is_empty() {
+                body.extend([
+                    (s("partial_message"), s("true")),
+                    (s("partial_id"), s("id")),
+                    (s("partial_ordinal"), s(ordinal)),
+                    (
+                        s("partial_last"),
+                        s(if ordinal == "3" { "true" } else { "false" }),
+                    ),
+                ]);
+            }
+            let rec = Mp::Arr(vec![event_time(1_732_400_000, 0), Mp::Map(body)]);
+            enc_into(&rec, &mut chunk);
+        }
+        let (batches, stats) = build(
+            &chunk,
+            "t",
+            &Mapper::new(&cfg),
+            &mut Scratch::default(),
+            &mut Vec::new(),
+        );
+        assert_eq!((stats.records, stats.partial), (5, 3));
+        let objects: Vec<serde_json::Value> = serde_json::from_slice(&batches[0].json).unwrap();
+        let messages: Vec<&str> = objects
+            .iter()
+            .map(|o| o["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages, ["a1", "plain", "a2", "b", "a3"]);
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub enum Event<'a> {
         /// How many.
         n: u64,
     },
+    /// Records shipped that are one part of a line split by the container runtime
+    /// (`partial_message`), each as its own log.
+    PartialRecords {
+        /// How many.
+        n: u64,
+        /// The chunk's tag.
+        tag: &'a str,
+    },
     /// Records dropped because they stay over 1 MB even with an empty message.
     RecordsTooLarge {
         /// How many.
@@ -239,6 +247,15 @@ impl Events {
                     format!(
                         "truncated {n} message(s) over Datadog's 1 MB log limit (they end in {})",
                         crate::encode::map::TRUNCATION_MARKER
+                    )
+                });
+            }
+            Event::PartialRecords { n: 0, .. } => {}
+            Event::PartialRecords { n, tag } => {
+                add(Counter::PartialRecords, n);
+                limited(Level::Warn, "partial".into(), &|| {
+                    format!(
+                        "shipped {n} partial record(s) of tag '{tag}' unjoined, each as its own log: they are pieces of lines over 16 KB split by the container runtime (partial_message); join them before this output with [FILTER] Name multiline, Match *, Mode partial_message, multiline.key_content log"
                     )
                 });
             }

@@ -9,6 +9,7 @@
 //! | `fluentbit_datadog_logs_sent_logs_total` | counter | |
 //! | `fluentbit_datadog_logs_dropped_logs_total` | counter | `reason` ([`DROP_REASONS`]) |
 //! | `fluentbit_datadog_logs_truncated_logs_total` | counter | |
+//! | `fluentbit_datadog_logs_partial_records_total` | counter | |
 //! | `fluentbit_datadog_logs_retried_logs_total` | counter | |
 //! | `fluentbit_datadog_logs_requests_total` | counter | `status` (code, or `error`) |
 //! | `fluentbit_datadog_logs_uncompressed_bytes_total` | counter | |
@@ -83,11 +84,14 @@ pub enum Counter {
     RetriedLogs,
     /// Sum of the requests' round-trip durations, in microseconds.
     RequestMicros,
+    /// Records shipped that are one part of a line split by the container runtime
+    /// (`partial_message`), each as its own log.
+    PartialRecords,
 }
 
 impl Counter {
     /// Every counter, in the order of the exit summary.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 15] = [
         Counter::RecordsIn,
         Counter::ObjectsSent,
         Counter::Requests,
@@ -102,6 +106,7 @@ impl Counter {
         Counter::BytesWire,
         Counter::RetriedLogs,
         Counter::RequestMicros,
+        Counter::PartialRecords,
     ];
 
     /// The counters the exit summary line shows, the first ones of [`Counter::ALL`] (its
@@ -125,6 +130,7 @@ impl Counter {
             Counter::BytesWire => "bytes_wire",
             Counter::RetriedLogs => "retried_logs",
             Counter::RequestMicros => "request_micros",
+            Counter::PartialRecords => "partial_records",
         }
     }
 }
@@ -228,6 +234,7 @@ struct Handles {
     sent: Box<dyn Metric>,
     dropped: Box<dyn Metric>,
     truncated: Box<dyn Metric>,
+    partial: Box<dyn Metric>,
     retried: Box<dyn Metric>,
     requests: Box<dyn Metric>,
     uncompressed: Box<dyn Metric>,
@@ -295,6 +302,11 @@ impl Metrics {
                     "Logs whose message was truncated to fit 1 MB.",
                     &["name"],
                 )?,
+                partial: counter(
+                    "partial_records_total",
+                    "Records that are one part of a line split by the container runtime (partial_message), shipped unjoined.",
+                    &["name"],
+                )?,
                 retried: counter(
                     "retried_logs_total",
                     "Logs sent again by a retry.",
@@ -335,7 +347,7 @@ impl Metrics {
             handles: handles.map(Mutex::new),
         };
         metrics.with(|h, name, ts| {
-            for m in [&h.sent, &h.truncated, &h.retried] {
+            for m in [&h.sent, &h.truncated, &h.partial, &h.retried] {
                 m.update(ts, 0.0, &[name]);
             }
             for (reason, _) in DROP_REASONS {
@@ -369,6 +381,7 @@ impl Metrics {
             let metric = match c {
                 Counter::ObjectsSent => &h.sent,
                 Counter::Truncated => &h.truncated,
+                Counter::PartialRecords => &h.partial,
                 Counter::RetriedLogs => &h.retried,
                 Counter::BytesJson => &h.uncompressed,
                 Counter::BytesWire => &h.compressed,

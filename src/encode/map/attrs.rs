@@ -1,14 +1,15 @@
 //! The scan that finds which reserved attributes a record carries itself, and the writing of
 //! the plugin's own attributes it lacks.
 
-use super::fields::{ECS_KEYS, Present, Slot, is_tag_list, write_attr};
+use super::fields::{ECS_KEYS, Present, Slot, is_partial, is_tag_list, write_attr};
 use super::value::write_i64;
 use super::{Mapper, Temps, write_str};
 use crate::encode::decode::Record;
 
 impl Mapper {
     /// One pass over the record's attribute names: notes which reserved attributes the record
-    /// has and where the message key is, and marks the attributes the tags consume (its
+    /// has, where the message key is and whether it is one part of a split line
+    /// (`partial_message`, the first one), and marks the attributes the tags consume (its
     /// `ddtags` when it is a tag list, the ECS attributes with `provider ecs`, and later
     /// duplicates of either) in `s.skip`, listing the ECS ones in `s.ecs_entries`.
     pub(super) fn scan(&self, body: &[u8], s: &mut Temps) -> Present {
@@ -55,6 +56,12 @@ impl Mapper {
                     } else if is_tag_list(&body[e.value.0..e.value.1]) {
                         s.skip[i] = true;
                         p.own_tags = Some(i);
+                    }
+                    None
+                }
+                b"partial_message" => {
+                    if !std::mem::replace(&mut p.partial_key, true) {
+                        p.partial = is_partial(&body[e.value.0..e.value.1]);
                     }
                     None
                 }

@@ -117,6 +117,10 @@ pub(super) struct Present {
     /// With `provider ecs`, an ECS attribute stays an attribute (its value is not text, or
     /// empty).
     pub(super) ecs_kept: bool,
+    /// The record has a top-level `partial_message` key, whatever its value.
+    pub(super) partial_key: bool,
+    /// The record is one part of a line the container runtime split (see [`is_partial`]).
+    pub(super) partial: bool,
 }
 
 /// Writes one of the plugin's own attributes (its value too when it is fixed) after a comma
@@ -160,6 +164,17 @@ pub(super) fn is_tag_list(raw: &[u8]) -> bool {
         return false;
     };
     (0..n).all(|_| matches!(r.read(), Ok(Value::Str(_) | Value::Bin(_))))
+}
+
+/// True when a `partial_message` value says the record is one part of a split line: a
+/// string (str or bin) equal to `true` in any case, as Fluent Bit's multiline filter tests it,
+/// or the boolean true (some forwarders write one).
+pub(super) fn is_partial(raw: &[u8]) -> bool {
+    match Reader::new(raw).read() {
+        Ok(Value::Str(b) | Value::Bin(b)) => b.eq_ignore_ascii_case(b"true"),
+        Ok(Value::Bool(b)) => b,
+        _ => false,
+    }
 }
 
 /// What the general way wrote in one place of an object that depends on more than the keys.

@@ -70,6 +70,9 @@ pub enum Mapped {
     Written {
         /// The message was cut to fit [`MAX_LOG_BYTES`].
         truncated: bool,
+        /// The record is one part of a line the container runtime split (its
+        /// `partial_message` is true), shipped as it is.
+        partial: bool,
     },
     /// The object could not be made to fit [`MAX_LOG_BYTES`]; nothing was appended.
     TooLarge {
@@ -257,7 +260,11 @@ impl Mapper {
         out: &mut Vec<u8>,
     ) -> Mapped {
         if self.write_from_template(rec, tag, s, out) {
-            return Mapped::Written { truncated: false };
+            // A plan is never made from a record with a `partial_message` (see `template`).
+            return Mapped::Written {
+                truncated: false,
+                partial: false,
+            };
         }
         // The general way.
         let start = out.len();
@@ -286,16 +293,25 @@ impl Mapper {
             if template::eligible(same_tags, &otlp, &present) && plan.wanted(self.id) {
                 plan.keep(self.id, rec, tag, t, out, start);
             }
-            return Mapped::Written { truncated: false };
+            return Mapped::Written {
+                truncated: false,
+                partial: present.partial,
+            };
         }
-        truncate::fit(
+        match truncate::fit(
             out,
             start,
             attrs_from,
             message,
             whole_message,
             &mut t.strings,
-        )
+        ) {
+            Mapped::Written { truncated, .. } => Mapped::Written {
+                truncated,
+                partial: present.partial,
+            },
+            too_large => too_large,
+        }
     }
 
     /// Writes `message` (the record's, else the `dd_message_key` value renamed) and the

@@ -78,12 +78,18 @@ const REPLACE_AFTER: u32 = 8;
 ///   tags' JSON, valid only while its tag set holds that record's, see `tags::Tags`); any
 ///   OpenTelemetry field (written from metadata, not a slot); a `ddtags` attribute (whether
 ///   it is a tag list, and which tags it gives, depends on its value); an ECS attribute kept
-///   as an attribute (that depends on its value being non-empty text).
+///   as an attribute (that depends on its value being non-empty text); a `partial_message`
+///   attribute (whether the record is counted as a part depends on its value, which the
+///   plan's way does not read).
 ///
 /// A change to the mapping that makes some byte depend on a value must add a slot, a check,
 /// or a case here.
 pub(super) fn eligible(tags_reused: bool, otlp: &Otlp, present: &Present) -> bool {
-    tags_reused && otlp.is_empty() && !present.ddtags_key && !present.ecs_kept
+    tags_reused
+        && otlp.is_empty()
+        && !present.ddtags_key
+        && !present.ecs_kept
+        && !present.partial_key
 }
 
 /// Where the general way wrote each slot of the current object, to make a [`Template`].

@@ -72,13 +72,25 @@ fn map_raw(c: &Config, time: Timestamp, meta: &[u8], body: &M) -> (Mapped, Vec<u
 /// Maps one record that must be written, and returns it parsed (after the duplicate check).
 fn map_meta(c: &Config, time: Timestamp, meta: &M, body: &M) -> J {
     let (r, out) = map_raw(c, time, &enc(meta), body);
-    assert_eq!(r, Mapped::Written { truncated: false });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: false,
+            partial: false
+        }
+    );
     parse_checked(&out)
 }
 
 fn map_with(c: &Config, body: &M) -> J {
     let (r, out) = map_raw(c, T0, &[], body);
-    assert_eq!(r, Mapped::Written { truncated: false });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: false,
+            partial: false
+        }
+    );
     parse_checked(&out)
 }
 
@@ -132,6 +144,7 @@ fn same_as_alone(m: &Mapper, rec: &Record, shared: &mut Scratch, what: &str) {
 
 mod attrs;
 mod otlp;
+mod partial;
 mod tags;
 mod template;
 mod truncate;

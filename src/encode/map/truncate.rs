@@ -64,7 +64,10 @@ pub(super) fn fit(
     }
     let size_after = out.len() - start;
     if size_after <= MAX_LOG_BYTES {
-        return Mapped::Written { truncated: true };
+        return Mapped::Written {
+            truncated: true,
+            partial: false,
+        };
     }
     out.truncate(start);
     let left_out = whole_message.map_or(0, |text| {

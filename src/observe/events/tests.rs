@@ -365,3 +365,30 @@ fn snapshot_shows_the_summary_and_drops_by_reason() {
         ]
     );
 }
+
+#[test]
+fn partial_records_are_counted_and_warned_of_once_per_interval() {
+    let ev = events();
+    let part = |n| Event::PartialRecords {
+        n,
+        tag: "app-firelens-0123",
+    };
+    ev.emit(part(3));
+    assert_eq!(ev.counters().get(Counter::PartialRecords), 3);
+    let lines = captured::take();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].trim_end().ends_with(
+            "[ warn] [output:datadog_logs:datadog_logs.7] shipped 3 partial record(s) of tag 'app-firelens-0123' unjoined, each as its own log: they are pieces of lines over 16 KB split by the container runtime (partial_message); join them before this output with [FILTER] Name multiline, Match *, Mode partial_message, multiline.key_content log"
+        ),
+        "{lines:?}"
+    );
+    ev.emit(part(3));
+    assert_eq!(ev.counters().get(Counter::PartialRecords), 6);
+    assert!(captured::take().is_empty(), "once per interval");
+    ev.emit(part(0));
+    assert_eq!(ev.counters().get(Counter::PartialRecords), 6);
+    assert!(captured::take().is_empty());
+    // Not in the exit summary's text, which is relied on.
+    assert!(!ev.counters().snapshot().to_string().contains("partial"));
+}

@@ -91,7 +91,10 @@ fn otlp_fixture_record() {
     let m = Mapper::new(&cfg(&[]));
     assert_eq!(
         m.write(&recs[0], "v1_logs", &mut Scratch::default(), &mut out),
-        Mapped::Written { truncated: false }
+        Mapped::Written {
+            truncated: false,
+            partial: false
+        }
     );
     let o = parse_checked(&out);
     assert_eq!(o["status"], "ERROR");

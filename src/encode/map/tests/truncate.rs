@@ -10,7 +10,13 @@ fn check_truncated(text: &str, extra: &[(&str, M)]) {
     let mut pairs = vec![("log", s(text))];
     pairs.extend(extra.iter().cloned());
     let (r, out) = map_raw(&cfg(&[]), T0, &[], &obj(&pairs));
-    assert_eq!(r, Mapped::Written { truncated: true });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: true,
+            partial: false
+        }
+    );
     assert!(out.len() <= MAX_LOG_BYTES, "{}", out.len());
     // Cut no more than one escape or character past what was needed.
     assert!(out.len() > MAX_LOG_BYTES - 8, "{}", out.len());
@@ -62,7 +68,13 @@ fn message_over_1mb_truncated_with_marker() {
         &[],
         &obj(&[("message", s(&"\"".repeat(600_000)))]),
     );
-    assert_eq!(r, Mapped::Written { truncated: true });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: true,
+            partial: false
+        }
+    );
     assert!(out.len() <= MAX_LOG_BYTES);
     let o = parse_checked(&out);
     assert!(o["message"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
@@ -70,11 +82,23 @@ fn message_over_1mb_truncated_with_marker() {
     let overhead = map_raw(&cfg(&[]), T0, &[], &obj(&[("log", s(""))])).1.len();
     let text = "y".repeat(MAX_LOG_BYTES - overhead);
     let (r, out) = map_raw(&cfg(&[]), T0, &[], &obj(&[("log", s(&text))]));
-    assert_eq!(r, Mapped::Written { truncated: false });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: false,
+            partial: false
+        }
+    );
     assert_eq!(out.len(), MAX_LOG_BYTES);
     let text = "y".repeat(MAX_LOG_BYTES - overhead + 1);
     let (r, out) = map_raw(&cfg(&[]), T0, &[], &obj(&[("log", s(&text))]));
-    assert_eq!(r, Mapped::Written { truncated: true });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: true,
+            partial: false
+        }
+    );
     assert!(out.len() <= MAX_LOG_BYTES);
 }
 
@@ -90,7 +114,13 @@ fn message_over_1mb_written_in_part_keeps_the_same_text() {
         text.extend_from_slice(b"\xff\xc3(\xe6\x97");
         text.extend(std::iter::repeat_n(b'b', 300_000));
         let (r, out) = map_raw(&cfg(&[]), T0, &[], &obj(&[("log", M::Bin(text.clone()))]));
-        assert_eq!(r, Mapped::Written { truncated: true });
+        assert_eq!(
+            r,
+            Mapped::Written {
+                truncated: true,
+                partial: false
+            }
+        );
         assert!(out.len() <= MAX_LOG_BYTES && out.len() > MAX_LOG_BYTES - 8);
         let o = parse_checked(&out);
         let kept = o["message"].as_str().unwrap();
@@ -145,7 +175,13 @@ fn largest_other_strings_cut_after_the_message() {
         &[],
         &obj(&[("other", s(&big)), ("small", s("keep"))]),
     );
-    assert_eq!(r, Mapped::Written { truncated: true });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: true,
+            partial: false
+        }
+    );
     assert!(out.len() <= MAX_LOG_BYTES && out.len() > MAX_LOG_BYTES - 8);
     let o = parse_checked(&out);
     assert!(o["other"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
@@ -159,7 +195,13 @@ fn largest_other_strings_cut_after_the_message() {
         ("c", s(&"c".repeat(100_000))),
     ]);
     let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
-    assert_eq!(r, Mapped::Written { truncated: true });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: true,
+            partial: false
+        }
+    );
     assert!(out.len() <= MAX_LOG_BYTES, "{}", out.len());
     let o = parse_checked(&out);
     assert_eq!(o["message"], "short");
@@ -174,7 +216,13 @@ fn largest_other_strings_cut_after_the_message() {
         ("a", s(&"a".repeat(700_000))),
     ]);
     let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
-    assert_eq!(r, Mapped::Written { truncated: true });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: true,
+            partial: false
+        }
+    );
     let o = parse_checked(&out);
     assert!(o["message"].as_str().unwrap().ends_with(TRUNCATION_MARKER));
     assert_eq!(o["a"].as_str().unwrap().len(), 700_000);
@@ -205,7 +253,14 @@ fn nested_strings_are_cut_to_fit() {
         ),
     ] {
         let (r, out) = map_raw(&cfg(&[]), T0, &[], &body);
-        assert_eq!(r, Mapped::Written { truncated: true }, "{path}");
+        assert_eq!(
+            r,
+            Mapped::Written {
+                truncated: true,
+                partial: false
+            },
+            "{path}"
+        );
         assert!(out.len() <= MAX_LOG_BYTES && out.len() > MAX_LOG_BYTES - 8);
         let o = parse_checked(&out);
         let cut = o.pointer(path).and_then(J::as_str).expect(path);

@@ -148,7 +148,13 @@ fn map_keys_nested_in_keys_stay_small() {
         &mut Scratch::default(),
         &mut out,
     );
-    assert_eq!(r, Mapped::Written { truncated: false });
+    assert_eq!(
+        r,
+        Mapped::Written {
+            truncated: false,
+            partial: false
+        }
+    );
     // Inside a key written as text, a key that is a map or an array is cut: escaping keys
     // within keys would double the text per level (2^32 bytes for this record).
     let inner = format!("{{\"{NESTING_MARKER}\":1}}");

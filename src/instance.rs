@@ -160,7 +160,7 @@ impl Instance {
             log::write(
                 Level::Warn,
                 &self.name,
-                "flushes run on Fluent Bit's engine thread, so each request blocks every input and output; set `Workers 1` (or more) on this [OUTPUT]",
+                "flushes run on Fluent Bit's engine thread, so each request blocks every input and output; set `Workers 1` (or more) on this [OUTPUT], unless the host hot-reloads: Fluent Bit 2.2 to 5.1.1 crash on a reload of a proxy output with `Workers` (README, Reload)",
             );
         }
         {

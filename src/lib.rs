@@ -4,52 +4,44 @@
 //! Go-style proxy interface and named `datadog_logs` in `[OUTPUT]`, that ships logs to
 //! Datadog's log intake (`POST https://http-intake.logs.<site>/api/v2/logs`).
 //!
-//! ## The path of a record, one module per step
+//! ## The layers, in the order a record goes through them
 //!
-//! 1. `ffi`: Fluent Bit calls `FLBPluginFlushCtx` with a chunk of msgpack records;
-//! 2. `worker`: the chunk is handed to a thread with a normal stack (not the host's 24 KiB
-//!    coroutine stack), which waits for nothing but the result;
-//! 3. `decode`: records are read in place, `[TS, BODY]` and `[[TS, META], BODY]` alike;
-//! 4. `map`: each record becomes one Datadog object, written straight into the JSON payload
-//!    (`json` escapes its strings);
-//! 5. `batch`: objects are cut into requests of at most 1000 objects and 5 MB, each
-//!    compressed by `compress` (zstd, or gzip) as soon as it is full;
-//! 6. `flush` and `send`: requests go out in parallel over TLS set up by `tls`; 400/413 are
-//!    split (from the body decoded again), 5xx and network errors keep the chunk
-//!    for Fluent Bit's retry, and accepted requests are remembered so the retry sends only what
-//!    is missing;
-//! 7. `verdict`: what the flush found decides OK, RETRY or ERROR, which `ffi` alone turns into
-//!    Fluent Bit's return code.
-//!
-//! Beside the path: `options` turns `[OUTPUT]` options into a validated configuration (one
-//! table of options); `site` and `detect` pick the Datadog site, or find the key's; `events` is
-//! where each thing that happens writes its log line and counts itself, and feeds `metrics`,
-//! the host's own metrics (Fluent Bit >= 2.0); `log` writes Fluent Bit-style lines with
-//! secrets redacted (through the host's logger on Fluent Bit >= 2.0).
+//! - `host`: the `FLBPlugin*` exports, the panic guard, the instance registry and the host's
+//!   optional API (logger, cmetrics), with `host::bindings`; the only unsafe code.
+//! - `instance`: one `[OUTPUT]` instance; its flush runs on a thread with a normal stack and
+//!   goes site -> encode -> deliver -> verdict -> events.
+//! - `detect`: which Datadog site the flush sends to, or the search for the key's site.
+//! - `encode`: chunk bytes -> records (`decode`) -> Datadog objects (`map`, strings by `json`)
+//!   -> requests of at most 1000 objects and 5 MB (`batch`), each compressed (`body`).
+//! - `deliver`: the HTTP client over rustls (`client`, `tls`), bounded 400/413 splitting and
+//!   the memory of accepted requests (`split`), and the pure `verdict`: OK, RETRY or ERROR.
+//! - `observe`: every log line and counter (`events`), the host's metrics (`metrics`),
+//!   Fluent Bit-style lines with secrets redacted (`log`).
+//! - `config`: the option table -> a validated `Config` (`options`); the Datadog sites.
 //!
 //! ## Contracts
 //!
 //! What others rely on, and where each is defined:
 //! - **The C interface**: the exported `FLBPluginRegister`, `FLBPluginInit`,
-//!   `FLBPluginFlushCtx`, `FLBPluginExitCtx` and `FLBPluginExit` (`src/ffi.rs`), with the
+//!   `FLBPluginFlushCtx`, `FLBPluginExitCtx` and `FLBPluginExit` (`src/host/mod.rs`), with the
 //!   layouts of `include/flb_proxy.h`; the plugin registers as `datadog_logs`. Return codes are
 //!   Fluent Bit's `FLB_OK`, `FLB_RETRY`, `FLB_ERROR`. This is the only public surface Fluent Bit
 //!   uses; the library is linked `-z now -z nodelete` and loads on glibc >= 2.17.
-//! - **The option names**: the table `OPTIONS` in `src/options.rs`; the README's option table
+//! - **The option names**: the table `OPTIONS` in `src/config/options.rs`; the README's option table
 //!   and the example configurations are checked against it (`tests/readme_options.rs`,
 //!   `tests/examples.rs`).
 //! - **The log lines**: Fluent Bit's format, `[time] [level] [output:datadog_logs:NAME] text`;
-//!   each line's text is written in one place, `src/events.rs` (and the Init lines in
-//!   `src/worker.rs`), which tests assert. The threshold is the instance's `Log_Level` on
+//!   each line's text is written in one place, `src/observe/events.rs` (and the Init lines in
+//!   `src/instance.rs`), which tests assert. The threshold is the instance's `Log_Level` on
 //!   Fluent Bit >= 2.0, or `FLUENT_BIT_DATADOG_LOG_LEVEL`.
-//! - **The metrics**: `fluentbit_datadog_logs_*`, defined in `src/metrics.rs`.
+//! - **The metrics**: `fluentbit_datadog_logs_*`, defined in `src/observe/metrics.rs`.
 //! - **The mock intake's control API** (`POST /mock/rules`, `POST /mock/reset`,
 //!   `GET /mock/received`, `GET /mock/health`): `mock-intake/src/main.rs`, used by the tests
 //!   through `test-support`.
 //!
 //! Every module is private to the crate. [`internals`] is the one surface for the crate's own
 //! tests, benches and fuzz target: the stages of the record's path they drive directly. It is
-//! not a stable API. Unsafe code is denied everywhere but in `ffi`.
+//! not a stable API. Unsafe code is denied everywhere but in `host`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

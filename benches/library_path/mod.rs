@@ -539,6 +539,25 @@ pub struct Entry {
     text: Option<(usize, usize)>,
 }
 
+/// Whether the record's first top-level `partial_message` says it is one part of a line split
+/// by the container runtime: the string (or bin) "true" in any case, or boolean true, as the
+/// product's mapper reads it.
+fn is_partial(body: &[u8], entries: &[Entry]) -> bool {
+    let Some(e) = entries
+        .iter()
+        .find(|e| e.name_in(body) == Some(b"partial_message".as_slice()))
+    else {
+        return false;
+    };
+    match &body[e.value.0..e.value.1] {
+        [0xc3] => true,
+        [0xc4, 4, rest @ ..] => rest.eq_ignore_ascii_case(b"true"),
+        _ => e
+            .text_in(body)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"true")),
+    }
+}
+
 impl Entry {
     fn name_in<'a>(&self, body: &'a [u8]) -> Option<&'a [u8]> {
         self.name.map(|(a, b)| &body[a..b])
@@ -1593,7 +1612,11 @@ impl LibMapper {
         }
         let _ = Fmt.end_object(out);
         if out.len() - start <= MAX_LOG_BYTES {
-            return Mapped::Written { truncated: false };
+            let partial = is_partial(body, &s.entries);
+            return Mapped::Written {
+                truncated: false,
+                partial,
+            };
         }
         // Over Datadog's 1 MB limit: the product's mapper cuts it (see the module doc).
         out.truncate(start);
@@ -1656,8 +1679,9 @@ pub fn build_encoded(
                 let mapped = mapper.write(&rec, &otlp, tag, scratch, out);
                 std::mem::swap(&mut scratch.entries, &mut entries);
                 match mapped {
-                    Mapped::Written { truncated } => {
+                    Mapped::Written { truncated, partial } => {
                         stats.truncated += truncated as u64;
+                        stats.partial += partial as u64;
                         batcher.commit_encoded(encode);
                     }
                     Mapped::TooLarge { .. } => {

@@ -1,7 +1,7 @@
 //! Build script: links the plugin with `-z nodelete` and, with the `bindgen` feature,
 //! regenerates the host-interface bindings from `include/flb_proxy.h`.
 //!
-//! The generated bindings are committed as `src/bindings.rs` so that a machine with only
+//! The generated bindings are committed as `src/host/bindings.rs` so that a machine with only
 //! Rust on it builds the crate; `cargo test --features bindgen` regenerates them into
 //! `OUT_DIR` and a test fails if the committed copy is stale.
 

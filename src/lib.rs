@@ -92,7 +92,7 @@ mod bindings_current {
         assert_eq!(
             committed.trim(),
             fresh.trim(),
-            "src/bindings.rs is stale: copy $OUT_DIR/bindings.rs over it"
+            "src/host/bindings.rs is stale: copy $OUT_DIR/bindings.rs over src/host/bindings.rs"
         );
     }
 }

@@ -27,7 +27,7 @@ mod library_path;
 use library_path::{LibMapper, LibScratch};
 
 use fluent_bit_datadog::internals::batch;
-use fluent_bit_datadog::internals::compress::{Codec, Compressors, Encoded};
+use fluent_bit_datadog::internals::compress::{Codec, Compressors, Encoder};
 use fluent_bit_datadog::internals::map::{Mapper, Scratch};
 use fluent_bit_datadog::internals::options::{
     Compression, Config, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
@@ -305,10 +305,8 @@ fn main() {
         );
         println!("| input | µs/record | compression alone µs/record | whole / compression alone |");
         println!("|---|---|---|---|");
-        let pool = pool_for(whole_codec);
-        let codec = codec_of(whole_codec);
-        // Output buffers reused as the plugin's client reuses them.
-        let mut outs: Vec<Vec<u8>> = Vec::new();
+        // The plugin's encoder: pooled compressors and output buffers.
+        let encoder = Encoder::new(whole_codec, 8);
         for (input, json) in inputs.iter().zip(&jsons) {
             let recs = records_of(input, &mapper);
             let whole = median(runs, || {
@@ -320,15 +318,11 @@ fn main() {
                         &mapper,
                         &mut scratch,
                         &mut spare,
-                        &mut |json| {
-                            let mut bytes = outs.pop().unwrap_or_default();
-                            pool.compress(codec, json, &mut bytes)
-                                .then_some(Encoded { codec, bytes })
-                        },
+                        Some(&encoder),
                     );
                     for b in &mut batches {
                         if let Some(e) = b.encoded.take() {
-                            outs.push(std::hint::black_box(e.bytes));
+                            encoder.recycle(std::hint::black_box(e));
                         }
                     }
                     batch::recycle(batches, &mut spare);
@@ -347,8 +341,7 @@ fn main() {
 
     // Peak heap of one flush of a 2000-record chunk, each batch encoded as soon as it is full
     // (as the plugin does), the encoded bodies kept until the end of the flush.
-    let pool = pool_for(DEFAULT_COMPRESSION);
-    let codec = codec_of(DEFAULT_COMPRESSION);
+    let encoder = Encoder::new(DEFAULT_COMPRESSION, 1);
     println!();
     println!("## peak heap during one flush (build + {DEFAULT_COMPRESSION:?} of every request)");
     println!("| input | chunk bytes | peak heap bytes | peak / chunk |");
@@ -369,11 +362,7 @@ fn main() {
                 &mapper,
                 &mut scratch,
                 &mut spare,
-                &mut |json| {
-                    let mut bytes = Vec::new();
-                    pool.compress(codec, json, &mut bytes)
-                        .then_some(Encoded { codec, bytes })
-                },
+                Some(&encoder),
             );
             std::hint::black_box(batches);
         }
@@ -396,9 +385,8 @@ fn compare_library_path(runs: usize, cfg: &Config, inputs: &[Input]) {
     let lib = LibMapper::new(cfg);
     let (mut scratch, mut lib_scratch) = (Scratch::default(), LibScratch::default());
     let mut spare: Vec<Vec<u8>> = Vec::new();
-    let pool = pool_for(DEFAULT_COMPRESSION);
-    let codec = codec_of(DEFAULT_COMPRESSION);
-    let mut outs: Vec<Vec<u8>> = Vec::new();
+    // One encoder for both paths: pooled compressors and output buffers, as the plugin's.
+    let encoder = Encoder::new(DEFAULT_COMPRESSION, 8);
     println!();
     println!(
         "## library path (rmp-serde + serde_json) beside today's, µs/log ({DEFAULT_COMPRESSION:?} for the whole path)"
@@ -424,47 +412,39 @@ fn compare_library_path(runs: usize, cfg: &Config, inputs: &[Input]) {
                 batch::recycle(std::hint::black_box(b), &mut spare_lib);
             }
         });
-        let encode = |json: &[u8], outs: &mut Vec<Vec<u8>>| {
-            let mut bytes = outs.pop().unwrap_or_default();
-            pool.compress(codec, json, &mut bytes)
-                .then_some(Encoded { codec, bytes })
-        };
-        let give_back = |batches: &mut Vec<batch::Batch>, outs: &mut Vec<Vec<u8>>| {
-            for b in batches.iter_mut() {
-                if let Some(e) = b.encoded.take() {
-                    outs.push(std::hint::black_box(e.bytes));
-                }
-            }
-        };
         let t_whole = median(runs, || {
             for c in &input.chunks {
-                let mut o = std::mem::take(&mut outs);
                 let (mut batches, _) = batch::build_encoded(
                     c,
                     input.tag,
                     &mapper,
                     &mut scratch,
                     &mut spare,
-                    &mut |json| encode(json, &mut o),
+                    Some(&encoder),
                 );
-                give_back(&mut batches, &mut o);
-                outs = o;
+                for b in &mut batches {
+                    if let Some(e) = b.encoded.take() {
+                        encoder.recycle(std::hint::black_box(e));
+                    }
+                }
                 batch::recycle(batches, &mut spare);
             }
         });
         let l_whole = median(runs, || {
             for c in &input.chunks {
-                let mut o = std::mem::take(&mut outs);
                 let (mut batches, _) = library_path::build_encoded(
                     c,
                     input.tag,
                     &lib,
                     &mut lib_scratch,
                     &mut spare_lib,
-                    &mut |json| encode(json, &mut o),
+                    Some(&encoder),
                 );
-                give_back(&mut batches, &mut o);
-                outs = o;
+                for b in &mut batches {
+                    if let Some(e) = b.encoded.take() {
+                        encoder.recycle(std::hint::black_box(e));
+                    }
+                }
                 batch::recycle(batches, &mut spare_lib);
             }
         });

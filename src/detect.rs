@@ -8,7 +8,7 @@
 //! answer is read. The intake probe is what finds the site where only the intake hosts are
 //! reachable (egress allowlists) or where `api.<site>` rate-limits the validate call.
 //!
-//! Until the site is known a flush waits for it on its own thread ([`Resolver::wait_target`])
+//! Until the site is known a flush waits for it on its own thread ([`Resolver::wait_state`])
 //! instead of asking Fluent Bit to retry, so waiting spends none of the `Retry_Limit` budget.
 //! A round with no verdict for the owner ([`Probe::Unknown`]) and a round where every site
 //! refuses the key ([`Probe::NoneAccepts`]) are both probed again, after a backoff that
@@ -18,7 +18,7 @@
 use crate::config::options::{Config, Destination};
 use crate::config::sites::Site;
 use crate::deliver::client::{Client, Validation};
-use crate::observe::log::{self, Level};
+use crate::observe::events::{Event, Events};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -75,9 +75,9 @@ pub fn candidates(cfg: &Config) -> Vec<Candidate> {
     }
 }
 
-/// Where flushes go.
+/// Where the instance's site stands: where flushes go, once known.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum SiteState {
     /// Send here; `site` names it for messages.
     Ready {
         /// Intake URL.
@@ -154,9 +154,9 @@ pub fn probe(client: &Client, list: &[Candidate], timeout: Duration) -> Probe {
     }
 }
 
-/// The kind of a probe round's outcome, to log each change once.
+/// The kind of a probe round's result, to log each change once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Outcome {
+enum Round {
     Found,
     NoneAccepts,
     Unknown,
@@ -164,7 +164,7 @@ enum Outcome {
 
 #[derive(Debug)]
 struct State {
-    target: Target,
+    target: SiteState,
     /// Set at exit: waits end, the probe loop stops.
     stopped: bool,
 }
@@ -186,15 +186,15 @@ impl Resolver {
     /// Builds the resolver; a configured site or endpoint is ready at once.
     pub fn new(cfg: &Config) -> Resolver {
         let target = match &cfg.destination {
-            Destination::Site(s) => Target::Ready {
+            Destination::Site(s) => SiteState::Ready {
                 url: s.intake_url(),
                 site: s.domain.to_string(),
             },
-            Destination::Endpoint(url) => Target::Ready {
+            Destination::Endpoint(url) => SiteState::Ready {
                 url: url.clone(),
                 site: crate::deliver::client::host_of(url).to_string(),
             },
-            Destination::AutoDetect => Target::Pending,
+            Destination::AutoDetect => SiteState::Pending,
         };
         Resolver {
             state: Mutex::new(State {
@@ -218,16 +218,16 @@ impl Resolver {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The current target.
-    pub fn target(&self) -> Target {
+    /// Where the site stands now.
+    pub fn state(&self) -> SiteState {
         self.lock().target.clone()
     }
 
-    /// The target once auto-detection has an answer: waits while it is [`Target::Pending`],
+    /// The state once auto-detection has an answer: waits while it is [`SiteState::Pending`],
     /// for at most `bound`, and not after [`Resolver::stop`]. Returns `Pending` only when the
     /// bound passed (or the instance is exiting) with the site still unknown.
-    pub fn wait_target(&self, bound: Duration) -> Target {
-        let st = self.wait_while(self.lock(), bound, |st| st.target == Target::Pending);
+    pub fn wait_state(&self, bound: Duration) -> SiteState {
+        let st = self.wait_while(self.lock(), bound, |st| st.target == SiteState::Pending);
         st.target.clone()
     }
 
@@ -256,10 +256,10 @@ impl Resolver {
 
     /// Starts the probe loop unless the target is ready, the loop runs, or the instance exits.
     /// The loop probes until a site accepts the key, pausing with backoff between rounds.
-    pub fn start(self: &Arc<Self>, client: Arc<Client>, name: Arc<str>) {
+    pub fn start(self: &Arc<Self>, client: Arc<Client>, events: Arc<Events>) {
         {
             let st = self.lock();
-            if st.stopped || matches!(st.target, Target::Ready { .. }) {
+            if st.stopped || matches!(st.target, SiteState::Ready { .. }) {
                 return;
             }
         }
@@ -273,35 +273,34 @@ impl Resolver {
             let _ = h.join();
         }
         let me = Arc::clone(self);
+        let ev = Arc::clone(&events);
         let spawned = std::thread::Builder::new()
             .name("dd-site-probe".into())
-            .spawn(move || me.run(&client, &name));
+            .spawn(move || me.run(&client, &events));
         match spawned {
             Ok(h) => *slot = Some(h),
-            Err(e) => log::write(
-                Level::Error,
-                "datadog_logs",
-                &format!("cannot start the site probe thread: {e}"),
-            ),
+            Err(e) => ev.emit(Event::ProbeThreadFailed {
+                error: &e.to_string(),
+            }),
         }
     }
 
     /// The probe loop: one round, then (unless a site was found) a pause that doubles each
     /// time up to the maximum, until found or stopped.
-    fn run(&self, client: &Client, name: &str) {
+    fn run(&self, client: &Client, events: &Events) {
         let (mut pause, max) = self.backoff;
-        let mut last: Option<Outcome> = None;
+        let mut last: Option<Round> = None;
         loop {
             if self.lock().stopped {
                 return;
             }
             let verdict = probe(client, &self.candidates, self.probe_timeout);
-            let (target, outcome) = self.judge(verdict, name, last, max);
+            let (target, outcome) = self.judge(verdict, events, last, max);
             last = Some(outcome);
             let mut st = self.lock();
             st.target = target;
             self.changed.notify_all();
-            if outcome == Outcome::Found {
+            if outcome == Round::Found {
                 return;
             }
             drop(self.wait_while(st, pause, |_| true));
@@ -309,47 +308,45 @@ impl Resolver {
         }
     }
 
-    /// The target a round's verdict implies; logs one line when the outcome changed.
+    /// The state a round's verdict implies; an event (one line) when the outcome changed.
     fn judge(
         &self,
         verdict: Probe,
-        name: &str,
-        last: Option<Outcome>,
+        events: &Events,
+        last: Option<Round>,
         max: Duration,
-    ) -> (Target, Outcome) {
-        let (target, outcome, level, line) = match verdict {
-            Probe::Found(c) => {
-                let line = format!(
-                    "site auto-detection: the API key belongs to {}; sending to {} (set `site` to skip this probe)",
-                    c.name, c.intake_url
-                );
-                let target = Target::Ready {
-                    url: c.intake_url,
-                    site: c.name,
-                };
-                (target, Outcome::Found, Level::Info, line)
-            }
-            Probe::NoneAccepts => {
-                let names: Vec<&str> = self.candidates.iter().map(|c| c.name.as_str()).collect();
-                let line = format!(
-                    "site auto-detection: no Datadog site accepts the API key (asked {}); chunks are retried meanwhile and the sites are asked again with backoff (up to every {}s). Check the key, or set `site` to your account's site (e.g. `site ap1`) and `apikey` to a key from it",
-                    names.join(", "),
-                    max.as_secs()
-                );
-                (Target::Failed, Outcome::NoneAccepts, Level::Error, line)
-            }
-            Probe::Unknown(why) => {
-                let line = format!(
-                    "site auto-detection: no site accepted the API key yet and some could not be asked ({why}); asking again with backoff (up to every {}s), flushes wait for the answer. Set `site` to skip the probe",
-                    max.as_secs()
-                );
-                (Target::Pending, Outcome::Unknown, Level::Warn, line)
-            }
+    ) -> (SiteState, Round) {
+        let round = match &verdict {
+            Probe::Found(_) => Round::Found,
+            Probe::NoneAccepts => Round::NoneAccepts,
+            Probe::Unknown(_) => Round::Unknown,
         };
-        if last != Some(outcome) {
-            log::write(level, name, &line);
+        if last != Some(round) {
+            let asked: Vec<&str> = self.candidates.iter().map(|c| c.name.as_str()).collect();
+            events.emit(match &verdict {
+                Probe::Found(c) => Event::SiteFound {
+                    site: &c.name,
+                    url: &c.intake_url,
+                },
+                Probe::NoneAccepts => Event::NoSiteAccepts {
+                    asked: &asked,
+                    backoff_max: max,
+                },
+                Probe::Unknown(why) => Event::SiteUnknown {
+                    why,
+                    backoff_max: max,
+                },
+            });
         }
-        (target, outcome)
+        let state = match verdict {
+            Probe::Found(c) => SiteState::Ready {
+                url: c.intake_url,
+                site: c.name,
+            },
+            Probe::NoneAccepts => SiteState::Failed,
+            Probe::Unknown(_) => SiteState::Pending,
+        };
+        (state, round)
     }
 
     /// After a 403 from `site`: the name of another site where the key is valid (probed once,
@@ -374,7 +371,7 @@ impl Resolver {
         answer.flatten()
     }
 
-    /// Ends waits in [`Resolver::wait_target`] and stops the probe loop after its round.
+    /// Ends waits in [`Resolver::wait_state`] and stops the probe loop after its round.
     pub fn stop(&self) {
         self.lock().stopped = true;
         self.changed.notify_all();
@@ -387,14 +384,6 @@ impl Resolver {
         if let Some(h) = handle {
             let _ = h.join();
         }
-    }
-}
-
-/// The advice for a site name: its short name when it is a Datadog site.
-pub fn site_advice(name: &str) -> String {
-    match Site::parse(name) {
-        Some(s) => format!("set `site {}`", s.short),
-        None => format!("set `site {name}`"),
     }
 }
 

@@ -11,15 +11,17 @@
 //! for its retry, asks auto-detection where a key refused with 403 is valid, and emits
 //! the events that write the lines.
 
-use crate::config::options::Config;
+use crate::config::options::{Compression, Config, Destination};
 use crate::deliver::client::{self, Client};
-use crate::deliver::split::{self, Memory};
-use crate::deliver::verdict::{self, ErrorReason, FlushReport, RetryReason, Site, Verdict};
-use crate::detect::{Resolver, Target};
-use crate::encode::batch;
+use crate::deliver::resume::{ChunkKey, Memory};
+use crate::deliver::split::{self, Route};
+use crate::deliver::verdict::{self, Delivery, ErrorReason, FlushReport, RetryReason, Verdict};
+use crate::detect::{Resolver, SiteState};
+use crate::encode::batch::{self, Batch, BuildStats};
+use crate::encode::body::Encoder;
 use crate::encode::map::{Mapper, Scratch};
 use crate::observe::events::{ERROR_INTERVAL, Event, Events, FlushEvents, KeyElsewhere};
-use crate::observe::log::{self, Level, RateLimiter};
+use crate::observe::log;
 use crate::observe::metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -53,11 +55,10 @@ pub struct Instance {
     config: Config,
     mapper: Mapper,
     client: Arc<Client>,
+    encoder: Encoder,
     resolver: Arc<Resolver>,
-    events: Events,
+    events: Arc<Events>,
     memory: Memory,
-    /// Rate limiter of the waiting-for-site lines (every other line is an event's).
-    limiter: RateLimiter,
     buffers: Mutex<Vec<Buffers>>,
     init_thread: ThreadId,
     warned_no_workers: AtomicBool,
@@ -85,17 +86,31 @@ impl Instance {
         log::add_secret(config.api_key.expose());
         let (client, roots) = Client::new(&config)?;
         let client = Arc::new(client);
-        client.set_log_name(Arc::from(name));
         let resolver = Arc::new(Resolver::new(&config));
         let name: Arc<str> = Arc::from(name);
-        let inst = Instance {
+        let events = Arc::new(Events::new(name.clone(), ERROR_INTERVAL));
+        let destination = match resolver.state() {
+            SiteState::Ready { url, .. } => url,
+            _ => "the site that accepts the key (auto-detection)".to_string(),
+        };
+        events.emit(Event::Started {
+            version: client::VERSION,
+            destination: &destination,
+            compress: &compress_label(config.compression),
+            roots,
+        });
+        for line in config.warnings() {
+            events.emit(Event::ConfigWarning { line: &line });
+        }
+        resolver.start(client.clone(), events.clone());
+        Ok(Instance {
             mapper: Mapper::new(&config),
-            name: name.clone(),
-            client: client.clone(),
-            resolver: resolver.clone(),
-            events: Events::new(name.clone(), ERROR_INTERVAL),
+            name,
+            client,
+            encoder: Encoder::new(config.compression, config.max_concurrency),
+            resolver,
+            events,
             memory: Memory::default(),
-            limiter: RateLimiter::new(ERROR_INTERVAL),
             buffers: Mutex::new(Vec::new()),
             init_thread: std::thread::current().id(),
             warned_no_workers: AtomicBool::new(false),
@@ -104,32 +119,14 @@ impl Instance {
             closed: AtomicBool::new(false),
             exited: AtomicBool::new(false),
             config,
-        };
-        let dest = match resolver.target() {
-            Target::Ready { url, .. } => url,
-            _ => "the site that accepts the key (auto-detection)".to_string(),
-        };
-        log::write(
-            Level::Info,
-            &name,
-            &format!(
-                "datadog_logs {} sending to {dest}, compress={:?}, TLS roots: {roots}",
-                client::VERSION,
-                inst.config.compression
-            ),
-        );
-        for line in inst.config.warnings() {
-            log::write(Level::Warn, &name, &line);
-        }
-        resolver.start(client, name);
-        Ok(inst)
+        })
     }
 
     /// Gives the instance the host's metrics, showing the site at once when it is known.
     /// Its events feed them ([`crate::observe::events`] is the only place that counts).
-    pub fn with_metrics(mut self, metrics: Metrics) -> Instance {
+    pub fn with_metrics(self, metrics: Metrics) -> Instance {
         self.events.set_metrics(metrics);
-        if let Target::Ready { site, .. } = self.resolver.target() {
+        if let SiteState::Ready { site, .. } = self.resolver.state() {
             self.events.emit(Event::SiteInUse { site: &site });
         }
         self
@@ -157,11 +154,7 @@ impl Instance {
         if std::thread::current().id() == self.init_thread
             && !self.warned_no_workers.swap(true, Ordering::Relaxed)
         {
-            log::write(
-                Level::Warn,
-                &self.name,
-                "flushes run on Fluent Bit's engine thread, so each request blocks every input and output; set `Workers 1` (or more) on this [OUTPUT], unless the host hot-reloads: Fluent Bit 2.2 to 5.1.1 crash on a reload of a proxy output with `Workers` (README, Reload)",
-            );
+            self.events.emit(Event::OnEngineThread);
         }
         {
             // Counted under the same lock `shutdown` waits on, so a flush is either seen by
@@ -198,17 +191,16 @@ impl Instance {
         verdict
     }
 
-    /// The whole path of one chunk, on the flush thread.
+    /// The whole path of one chunk, on the flush thread: site -> encode -> resume -> deliver
+    /// -> verdict -> events.
     fn process(&self, data: &[u8], tag: &str) -> Verdict {
         let started = Instant::now();
         #[cfg(feature = "test-hooks")]
         crate::fault::before_flush(self.config.api_key.expose());
-        let (url, site) = match self.resolver.target() {
-            Target::Ready { url, site } => (url, site),
-            _ => match self.wait_for_site() {
-                Ok(ready) => ready,
-                Err(site) => return verdict::verdict(&FlushReport::unsent(site)),
-            },
+        let key = ChunkKey::new(tag, data);
+        let (url, site) = match self.site() {
+            Ok(ready) => ready,
+            Err(unsent) => return verdict::verdict(&unsent),
         };
         self.events.emit(Event::SiteInUse { site: &site });
 
@@ -221,30 +213,21 @@ impl Instance {
         // Each batch is encoded as soon as it is full, so the flush holds one batch's JSON at
         // a time (see `batch`); except in a retried chunk whose accepted objects are
         // remembered: only what is pending goes out, encoded by the requests that send it.
-        // The chunk's key, hashed once, only when some chunk is remembered at all.
-        let key = (!self.memory.is_empty()).then(|| split::chunk_key(tag, data));
-        let retried = key.is_some_and(|k| self.memory.contains(k));
+        let retried = self.memory.contains(&key);
         let (mut batches, built) = batch::build_encoded(
             data,
             tag,
             &self.mapper,
             &mut bufs.scratch,
             &mut bufs.spare,
-            &mut |json| {
-                if retried {
-                    None
-                } else {
-                    self.client.encode(json)
-                }
-            },
+            (!retried).then_some(&self.encoder),
         );
         let events = self.events.flush();
-        let verdict = self.deliver(
-            data, key, tag, &url, &site, &batches, &built, &events, started,
-        );
+        report_built(&events, &built, tag);
+        let verdict = self.deliver(&key, &url, &site, &batches, &events, started);
         for b in &mut batches {
             if let Some(e) = b.encoded.take() {
-                self.client.recycle(e);
+                self.encoder.recycle(e);
             }
         }
         batch::recycle(batches, &mut bufs.spare);
@@ -256,77 +239,49 @@ impl Instance {
         verdict
     }
 
-    /// While auto-detection has no answer, the flush waits for it here, on its own thread,
-    /// for at most `timeout` (the bound of one request; exit ends the wait at once): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1 by default) on waiting.
-    /// Still unknown after that bound (no site's API nor intake answered), or a key that no
-    /// site accepts (probed again with backoff): RETRY, so a transient answer costs a retry
-    /// rather than the chunk.
-    fn wait_for_site(&self) -> Result<(String, String), Site> {
-        self.resolver.start(self.client.clone(), self.name.clone());
-        match self.resolver.wait_target(self.config.timeout) {
-            Target::Ready { url, site } => Ok((url, site)),
-            Target::Pending => {
-                self.limiter.write(
-                    Level::Warn,
-                    &self.name,
-                    "pending",
-                    &format!(
-                        "the key's site is still unknown after waiting {}s for site auto-detection; the chunk will be retried (set `site` to skip the probe)",
-                        self.config.timeout.as_secs_f32()
-                    ),
-                );
-                Err(Site::Pending)
+    /// The intake URL and the site's name; while auto-detection has no answer, the flush
+    /// waits for it here, on its own thread, for at most `timeout` (the bound of one request;
+    /// exit ends the wait at once): a RETRY would spend Fluent Bit's `Retry_Limit` budget (1
+    /// by default) on waiting. Still unknown after that bound (no site's API nor intake
+    /// answered), or a key that no site accepts (probed again with backoff): the report of
+    /// an unsent chunk (RETRY), so a transient answer costs a retry rather than the chunk.
+    fn site(&self) -> Result<(String, String), FlushReport> {
+        if let SiteState::Ready { url, site } = self.resolver.state() {
+            return Ok((url, site));
+        }
+        self.resolver.start(self.client.clone(), self.events.clone());
+        match self.resolver.wait_state(self.config.timeout) {
+            SiteState::Ready { url, site } => Ok((url, site)),
+            SiteState::Pending => {
+                self.events.emit(Event::SiteStillUnknown {
+                    waited: self.config.timeout,
+                });
+                Err(FlushReport::SitePending)
             }
-            Target::Failed => {
-                self.limiter.write(
-                    Level::Error,
-                    &self.name,
-                    "failed",
-                    "no Datadog site accepts the API key: the chunk will be retried while the sites are asked again. Check `apikey` and set `site` to your account's site",
-                );
-                Err(Site::Failed)
+            SiteState::Failed => {
+                self.events.emit(Event::KeyOnNoSite);
+                Err(FlushReport::SiteRefused)
             }
         }
     }
 
-    /// Counts what building found, sends the batches, decides the verdict and acts on it.
-    /// `key` is the chunk's [`split::chunk_key`] when it was needed already (something was
-    /// remembered when the flush began); otherwise it is made from `data` if the chunk is to
-    /// be remembered.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends the chunk's pending objects (all, or what its remembered flags leave), decides
+    /// the verdict and acts on it: remembers the flags of a chunk handed back, explains a
+    /// refusal, and emits the chunk's events.
     fn deliver(
         &self,
-        data: &[u8],
-        key: Option<u64>,
-        tag: &str,
+        key: &ChunkKey<'_>,
         url: &str,
         site: &str,
-        batches: &[batch::Batch],
-        built: &batch::BuildStats,
+        batches: &[Batch],
         events: &FlushEvents,
         started: Instant,
     ) -> Verdict {
-        events.emit(Event::RecordsDecoded { n: built.records });
-        if let Some((offset, reason)) = built.first_malformed {
-            events.emit(Event::MalformedSkipped {
-                n: built.malformed,
-                tag,
-                offset,
-                reason,
-            });
-        }
-        events.emit(Event::RecordsTruncated { n: built.truncated });
-        events.emit(Event::PartialRecords {
-            n: built.partial,
-            tag,
-        });
-        events.emit(Event::RecordsTooLarge { n: built.too_large });
-
-        let objects: usize = batches.iter().map(|b| b.len()).sum();
+        let objects: usize = batches.iter().map(Batch::len).sum();
         if objects == 0 {
             return Verdict::Ok;
         }
-        let remembered = key.and_then(|k| self.memory.take(k, objects));
+        let remembered = self.memory.take(key, objects);
         let resumed = remembered.is_some();
         let mut done = remembered.unwrap_or_else(|| vec![false; objects]);
         if resumed {
@@ -334,44 +289,72 @@ impl Instance {
                 pending: done.iter().filter(|d| !**d).count() as u64,
             });
         }
-
-        // A panic while sending (the flush thread's own requests) must not lose what was
-        // accepted before it: the flags are remembered, then the panic goes on to the join
-        // that turns it into a RETRY.
-        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            split::deliver(
-                &self.client,
-                url,
-                batches,
-                &mut done,
-                self.config.max_concurrency,
-                events,
-            )
-        }));
-        let delivery = match sent {
-            Ok(delivery) => delivery,
-            Err(panic) => {
-                self.memory
-                    .put(key.unwrap_or_else(|| split::chunk_key(tag, data)), done);
-                std::panic::resume_unwind(panic)
-            }
-        };
-        let verdict = verdict::verdict(&FlushReport {
-            site: Site::Ready,
+        let delivery = self.send(key, url, batches, &mut done, events);
+        let verdict = verdict::verdict(&FlushReport::Sent {
             objects: objects as u64,
             delivery,
         });
-
         // Every chunk handed back is remembered (not only a partly delivered one), so its
         // retry counts as retried logs and sends only what is still pending.
         if let Verdict::Retry(RetryReason::Undelivered { .. }) = &verdict {
-            self.memory
-                .put(key.unwrap_or_else(|| split::chunk_key(tag, data)), done);
+            self.memory.put(key, done);
         }
+        self.report_verdict(&verdict, objects as u64, url, site, events);
+        events.emit(Event::FlushDone {
+            tag: key.tag(),
+            objects: objects as u64,
+            batches: batches.len(),
+            resumed,
+            elapsed: started.elapsed(),
+            verdict: &verdict,
+        });
+        verdict
+    }
+
+    /// Sends along this instance's route. A panic while sending (the flush thread's own
+    /// requests) must not lose what was accepted before it: the flags are remembered, then
+    /// the panic goes on to the join that turns it into a RETRY.
+    fn send(
+        &self,
+        key: &ChunkKey<'_>,
+        url: &str,
+        batches: &[Batch],
+        done: &mut Vec<bool>,
+        events: &FlushEvents,
+    ) -> Delivery {
+        let watch = |step: split::Step<'_>| events.emit(Event::Sent(step));
+        let route = Route {
+            client: &self.client,
+            encoder: &self.encoder,
+            url,
+            concurrency: self.config.max_concurrency,
+            watch: &watch,
+        };
+        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            split::deliver(&route, batches, done)
+        }));
+        match sent {
+            Ok(delivery) => delivery,
+            Err(panic) => {
+                self.memory.put(key, std::mem::take(done));
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// The lines of a chunk refused (with where else the key is valid, for a 403) or retried.
+    fn report_verdict(
+        &self,
+        verdict: &Verdict,
+        objects: u64,
+        url: &str,
+        site: &str,
+        events: &FlushEvents,
+    ) {
         let host = client::host_of(url);
         if let Some(refusal) = verdict.refusal() {
             let elsewhere = self.explain_refusal(refusal.status, site);
-            let (pending, dropped) = match &verdict {
+            let (pending, dropped) = match verdict {
                 Verdict::Error(ErrorReason::Refused { pending, .. }) => (*pending, true),
                 Verdict::Retry(RetryReason::Undelivered { pending, .. }) => (*pending, false),
                 _ => (0, false),
@@ -387,24 +370,15 @@ impl Instance {
         }
         if let Verdict::Retry(RetryReason::Undelivered {
             pending, failure, ..
-        }) = &verdict
+        }) = verdict
         {
             events.emit(Event::ChunkRetried {
                 pending: *pending,
-                objects: objects as u64,
+                objects,
                 host,
                 failure: failure.as_ref(),
             });
         }
-        events.emit(Event::FlushDone {
-            tag,
-            objects: objects as u64,
-            batches: batches.len(),
-            resumed,
-            elapsed: started.elapsed(),
-            verdict: &verdict,
-        });
-        verdict
     }
 
     /// For a 403 from a site the plugin chose or was told (not an explicit `endpoint`), asks
@@ -414,8 +388,7 @@ impl Instance {
         let probing = self.config.probe_override.is_some()
             || matches!(
                 self.config.destination,
-                crate::config::options::Destination::Site(_)
-                    | crate::config::options::Destination::AutoDetect
+                Destination::Site(_) | Destination::AutoDetect
             );
         if status != 403 || !probing {
             return KeyElsewhere::NotAsked;
@@ -469,6 +442,30 @@ impl Instance {
     pub fn exit_wait(&self) -> Duration {
         self.config.timeout.min(EXIT_WAIT_MAX)
     }
+}
+
+/// What building the chunk's batches found, as the flush's events.
+fn report_built(events: &FlushEvents, built: &BuildStats, tag: &str) {
+    events.emit(Event::RecordsDecoded { n: built.records });
+    if let Some((offset, reason)) = built.first_malformed {
+        events.emit(Event::MalformedSkipped {
+            n: built.malformed,
+            tag,
+            offset,
+            reason,
+        });
+    }
+    events.emit(Event::RecordsTruncated { n: built.truncated });
+    events.emit(Event::PartialRecords {
+        n: built.partial,
+        tag,
+    });
+    events.emit(Event::RecordsTooLarge { n: built.too_large });
+}
+
+/// The `compress` setting as the start line writes it.
+fn compress_label(c: Compression) -> String {
+    format!("{c:?}")
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@
 #![allow(dead_code)]
 
 use fluent_bit_datadog::internals::batch::{Batch, Batcher, BuildStats};
-use fluent_bit_datadog::internals::compress::Encoded;
+use fluent_bit_datadog::internals::compress::Encoder;
 use fluent_bit_datadog::internals::decode::{Record, Timestamp};
 use fluent_bit_datadog::internals::map::{
     MAX_DEPTH, MAX_LOG_BYTES, Mapped, Mapper, NESTING_MARKER, Scratch,
@@ -1654,7 +1654,7 @@ pub fn build(
     scratch: &mut LibScratch,
     spare: &mut Vec<Vec<u8>>,
 ) -> (Vec<Batch>, BuildStats) {
-    build_encoded(chunk, tag, mapper, scratch, spare, &mut |_| None)
+    build_encoded(chunk, tag, mapper, scratch, spare, None)
 }
 
 /// `batch::build_encoded` on the library path: each batch encoded as soon as it is full.
@@ -1664,7 +1664,7 @@ pub fn build_encoded(
     mapper: &LibMapper,
     scratch: &mut LibScratch,
     spare: &mut Vec<Vec<u8>>,
-    encode: &mut dyn FnMut(&[u8]) -> Option<Encoded>,
+    encoder: Option<&Encoder>,
 ) -> (Vec<Batch>, BuildStats) {
     let mut stats = BuildStats::default();
     let mut batcher = Batcher::with_spare(std::mem::take(spare));
@@ -1682,7 +1682,7 @@ pub fn build_encoded(
                     Mapped::Written { truncated, partial } => {
                         stats.truncated += truncated as u64;
                         stats.partial += partial as u64;
-                        batcher.commit_encoded(encode);
+                        batcher.commit_encoded(encoder);
                     }
                     Mapped::TooLarge { .. } => {
                         stats.too_large += 1;
@@ -1702,7 +1702,7 @@ pub fn build_encoded(
     // As `batch::build_encoded`: the last batch is encoded once closed.
     if let Some(last) = batches.last_mut()
         && last.encoded.is_none()
-        && let Some(e) = encode(&last.json)
+        && let Some(e) = encoder.and_then(|enc| enc.encode(&last.json))
     {
         last.encoded = Some(e);
         let mut json = std::mem::take(&mut last.json);

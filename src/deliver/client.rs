@@ -1,33 +1,21 @@
-//! The HTTP client, the choice of body encoding, and what each intake response means.
+//! The HTTP client: it posts a [`Body`] it is given, and says what the answer means.
 //!
 //! One ureq agent per instance keeps connections alive across flushes. TLS is rustls, set up by
 //! [`crate::deliver::tls`]: the system's CA bundle, plus `tls_ca_file` when given (whose own
 //! certificates are also trusted as server certificates), or nothing with `tls_verify off`.
 //!
-//! What an answer means is decided once, by [`classify`] (its table), and the decisions that
-//! follow from it live beside the type: [`Outcome::is_retriable`], [`Outcome::splits_payload`].
-//!
-//! With `compress zstd`, a 415 for a zstd body, or a 400 for one whose same batch gzipped is
-//! accepted, switches the instance to gzip for good (one warning) and the batch is sent again
-//! gzipped: a refusal of the encoding never reaches the 400 bisection.
+//! What an answer means is decided once, by [`classify`] (its table); what the flush does
+//! about it is [`crate::deliver::split`]'s. The client has no codec policy: the body comes
+//! encoded, and the zstd -> gzip fallback is the encoder's
+//! ([`crate::encode::body::Encoder`]).
 
-use crate::config::options::{Compression, Config, DEFAULT_GZIP_LEVEL};
+use crate::config::options::Config;
 use crate::deliver::tls::TlsConnector;
-use crate::encode::batch::Payload;
-use crate::encode::body::{Codec, Compressors, Encoded};
-use crate::observe::log::{self, Level};
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use crate::encode::body::Body;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
-
-/// How many zstd bodies refused with 400 are sent again gzipped, while no zstd body has been
-/// accepted yet, before a 400 is taken to be about the logs alone. Three: a poisoned log in
-/// the first batches still lets a later, clean part of the bisection show whether the intake
-/// takes zstd, and an intake that refuses everything costs at most three extra requests.
-pub const GZIP_CHECKS: u32 = 3;
 
 /// The `User-Agent` and origin version sent with every request.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -64,25 +52,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    #[cfg(test)]
-    /// True when the same payload may be accepted later: keep it for Fluent Bit's retry.
-    pub fn is_retriable(&self) -> bool {
-        matches!(self, Outcome::Transient { .. })
-    }
-
-    #[cfg(test)]
-    /// True when the payload must be split: its halves may be accepted, and a single object
-    /// refused alone is dropped.
-    pub fn splits_payload(&self) -> bool {
-        matches!(self, Outcome::PayloadRefused { .. })
-    }
-
-    /// True for 415: the intake refuses the request's encoding (a compression it does not
-    /// take), whatever the payload; sending it another way may be accepted.
-    pub fn refuses_encoding(&self) -> bool {
-        matches!(self, Outcome::Refused { status: 415, .. })
-    }
-
     /// Adds a redirect's `Location` to a refused 3xx (other outcomes are returned as they are).
     pub fn located(mut self, to: Option<&str>) -> Outcome {
         if let Outcome::Refused {
@@ -108,15 +77,12 @@ pub struct Posted {
     pub wire_bytes: usize,
     /// From sending the request to the end of the response (compression excluded).
     pub duration: Duration,
-    /// The zstd request of the same batch that the intake refused for its encoding, when this
-    /// answer is the gzipped attempt that followed it.
-    pub refused_encoding: Option<Attempt>,
 }
 
 impl Posted {
     /// A request that was not sent because its body could not be made (`reason`): a
     /// transient failure, so its objects stay pending and the chunk is retried.
-    fn unsent(reason: &str) -> Posted {
+    pub fn unsent(reason: &str) -> Posted {
         Posted {
             outcome: Outcome::Transient {
                 status: None,
@@ -125,34 +91,6 @@ impl Posted {
             status: None,
             wire_bytes: 0,
             duration: Duration::ZERO,
-            refused_encoding: None,
-        }
-    }
-}
-
-/// A request whose answer was superseded by a second attempt at the same batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attempt {
-    /// The HTTP status of its answer, or `None` when there was none.
-    pub status: Option<u16>,
-    /// Bytes of its body on the wire.
-    pub wire_bytes: usize,
-    /// From sending it to the end of its response.
-    pub duration: Duration,
-}
-
-impl Posted {
-    /// A second attempt at the same batch (the zstd fallback sends it again gzipped): its
-    /// answer decides, and this one is kept as [`Posted::refused_encoding`] so that every
-    /// request is still counted.
-    fn then(self, again: Posted) -> Posted {
-        Posted {
-            refused_encoding: Some(Attempt {
-                status: self.status,
-                wire_bytes: self.wire_bytes,
-                duration: self.duration,
-            }),
-            ..again
         }
     }
 }
@@ -168,39 +106,17 @@ pub enum Validation {
     Unknown(String),
 }
 
-/// Most idle output buffers kept for the next requests (never more than `max_concurrency`).
-pub const SPARE_OUTPUTS: usize = 8;
-/// An output buffer larger than this is not kept for the next request.
-const KEEP_OUTPUT: usize = 512 * 1024;
-
 /// The instance's HTTP client.
 pub struct Client {
     agent: ureq::Agent,
     api_key: String,
-    compression: Compression,
-    compressors: Compressors,
-    /// Set once the intake refused zstd: every later request is gzipped.
-    zstd_refused: AtomicBool,
-    /// Set once the intake accepted a zstd body: a later 400 for one is about its logs, not
-    /// its encoding, and goes straight to the bisection.
-    zstd_accepted: AtomicBool,
-    /// zstd bodies refused with 400 whose gzipped copy was refused too (so the logs, not the
-    /// encoding, were refused). After [`GZIP_CHECKS`] of them, a 400 goes straight to the
-    /// bisection: an intake that refuses everything must not double every request.
-    both_refused: AtomicU32,
-    /// The instance's name for log lines (`datadog_logs.0`), once known.
-    log_name: OnceLock<Arc<str>>,
-    spare_outputs: Mutex<Vec<Vec<u8>>>,
-    max_spare_outputs: usize,
     /// Set at exit: no new request or probe is started (see [`Client::close`]).
-    closing: std::sync::atomic::AtomicBool,
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("compression", &self.compression)
-            .finish_non_exhaustive()
+        f.debug_struct("Client").finish_non_exhaustive()
     }
 }
 
@@ -240,125 +156,15 @@ impl Client {
             Client {
                 agent,
                 api_key: cfg.api_key.expose().to_string(),
-                compression: cfg.compression,
-                compressors: match cfg.compression {
-                    Compression::Gzip(level) => Compressors::new(level, 1),
-                    Compression::Zstd(level) => Compressors::new(DEFAULT_GZIP_LEVEL, level),
-                    Compression::None => Compressors::new(DEFAULT_GZIP_LEVEL, 1),
-                },
-                zstd_refused: AtomicBool::new(false),
-                zstd_accepted: AtomicBool::new(false),
-                both_refused: AtomicU32::new(0),
-                log_name: OnceLock::new(),
-                spare_outputs: Mutex::new(Vec::new()),
-                max_spare_outputs: cfg.max_concurrency.clamp(1, SPARE_OUTPUTS),
-                closing: std::sync::atomic::AtomicBool::new(false),
+                closing: AtomicBool::new(false),
             },
             roots_note,
         ))
     }
 
-    /// Names the instance in the client's own log lines (the zstd fallback warning).
-    pub fn set_log_name(&self, name: Arc<str>) {
-        let _ = self.log_name.set(name);
-    }
-
-    /// The encoding of the next request: the configured one, but gzip once zstd was refused.
-    fn codec(&self) -> Option<Codec> {
-        match self.compression {
-            Compression::None => None,
-            Compression::Gzip(_) => Some(Codec::Gzip),
-            Compression::Zstd(_) if self.zstd_refused.load(Ordering::Relaxed) => Some(Codec::Gzip),
-            Compression::Zstd(_) => Some(Codec::Zstd),
-        }
-    }
-
-    /// Encodes one batch's JSON array as the next request would be (`None` with `compress
-    /// none`, or if it cannot be), into a buffer of the instance's pool: give it back with
-    /// [`Client::recycle`].
-    pub fn encode(&self, json: &[u8]) -> Option<Encoded> {
-        let codec = self.codec()?;
-        let mut out = self.take_output();
-        if self.compressors.compress(codec, json, &mut out) {
-            return Some(Encoded { codec, bytes: out });
-        }
-        self.put_output(out);
-        None
-    }
-
-    /// Takes back the buffer of a body made by [`Client::encode`], for the next ones.
-    pub fn recycle(&self, encoded: Encoded) {
-        self.put_output(encoded.bytes);
-    }
-
-    /// POSTs one JSON array to `url`. Returns the outcome and the bytes put on the wire.
-    ///
-    /// The payload's encoded body is sent as it is when it has the encoding the request
-    /// needs; otherwise the JSON is encoded now (decoded from that body first when only it
-    /// is kept).
-    ///
-    /// A zstd body refused for its encoding (415; or 400 when the same batch gzipped is
-    /// accepted) switches the instance to gzip and is sent again gzipped; the bytes of both
-    /// attempts are counted. Until the intake has accepted one zstd body, a 400 for a zstd
-    /// body is tried once more gzipped; after that, a 400 is about the logs.
-    pub fn post_logs(&self, url: &str, json: Payload) -> Posted {
-        let codec = self.codec();
-        let first = self.post_encoded(url, json, codec);
-        if codec != Some(Codec::Zstd) {
-            return first;
-        }
-        match &first.outcome {
-            Outcome::Accepted => {
-                self.zstd_accepted.store(true, Ordering::Relaxed);
-                first
-            }
-            refused @ Outcome::Refused { body, .. } if refused.refuses_encoding() => {
-                self.refuse_zstd(415, body);
-                first.then(self.post_encoded(url, json, Some(Codec::Gzip)))
-            }
-            Outcome::PayloadRefused { status: 400, body }
-                if !self.zstd_accepted.load(Ordering::Relaxed)
-                    && self.both_refused.load(Ordering::Relaxed) < GZIP_CHECKS =>
-            {
-                // The intake may not say why; the same batch gzipped tells the encoding apart
-                // from the logs. If that is refused too, its 400 goes to the bisection.
-                let body = body.clone();
-                let again = first.then(self.post_encoded(url, json, Some(Codec::Gzip)));
-                match again.outcome {
-                    Outcome::Accepted => self.refuse_zstd(400, &body),
-                    Outcome::PayloadRefused { status: 400, .. } => {
-                        self.both_refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                again
-            }
-            _ => first,
-        }
-    }
-
-    /// Switches the instance to gzip; the first call logs one warning.
-    fn refuse_zstd(&self, status: u16, body: &str) {
-        if self.zstd_refused.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        let name = self.log_name.get().map_or("datadog_logs", |n| n);
-        let answer = if body.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            format!("HTTP {status} {body}")
-        };
-        log::write(
-            Level::Warn,
-            name,
-            &format!(
-                "zstd was refused ({answer}): switching to gzip (level {DEFAULT_GZIP_LEVEL}) for this instance"
-            ),
-        );
-    }
-
-    /// POSTs `json` encoded with `codec` (`None`: plain JSON).
-    fn post_encoded(&self, url: &str, json: Payload, codec: Option<Codec>) -> Posted {
+    /// POSTs one request's `body` (a JSON array of logs, encoded as it says) to `url`.
+    /// Returns the outcome, the bytes put on the wire and the round trip's duration.
+    pub fn post(&self, url: &str, body: &Body<'_>) -> Posted {
         let req = self
             .agent
             .post(url)
@@ -366,35 +172,11 @@ impl Client {
             .header("Content-Type", "application/json")
             .header("DD-EVP-ORIGIN", "fluent-bit-datadog")
             .header("DD-EVP-ORIGIN-VERSION", VERSION);
-        let mut out = None;
-        let ready = json.encoded.filter(|e| Some(e.codec) == codec);
-        let text = match ready {
-            Some(_) => Cow::Borrowed(&[][..]),
-            None => match json.text() {
-                Some(text) => text,
-                None => return Posted::unsent("the batch's encoded body did not decode"),
-            },
+        let req = match body.codec {
+            Some(codec) => req.header("Content-Encoding", codec.encoding()),
+            None => req,
         };
-        let (req, body): (_, &[u8]) = match (codec, ready) {
-            (Some(codec), Some(e)) => (req.header("Content-Encoding", codec.encoding()), &e.bytes),
-            (Some(mut codec), None) => {
-                let out = out.insert(self.take_output());
-                let mut done = self.compressors.compress(codec, &text, out);
-                if !done && codec == Codec::Zstd {
-                    // No zstd context could be made (out of memory): gzip this one.
-                    codec = Codec::Gzip;
-                    done = self.compressors.compress(codec, &text, out);
-                }
-                if !done {
-                    // Never an empty body under a Content-Encoding: the objects stay pending.
-                    let out = std::mem::take(out);
-                    self.put_output(out);
-                    return Posted::unsent("the body could not be compressed");
-                }
-                (req.header("Content-Encoding", codec.encoding()), &out[..])
-            }
-            (None, _) => (req, &text),
-        };
+        let body: &[u8] = &body.bytes;
         let wire_bytes = body.len();
         let started = Instant::now();
         let (outcome, status) = match req.send(body) {
@@ -413,35 +195,11 @@ impl Client {
                 None,
             ),
         };
-        let duration = started.elapsed();
-        if let Some(out) = out {
-            self.put_output(out);
-        }
         Posted {
             outcome,
             status,
             wire_bytes,
-            duration,
-            refused_encoding: None,
-        }
-    }
-
-    fn take_output(&self) -> Vec<u8> {
-        let spare = self
-            .spare_outputs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
-        spare.unwrap_or_default()
-    }
-
-    fn put_output(&self, out: Vec<u8>) {
-        if out.capacity() > KEEP_OUTPUT {
-            return;
-        }
-        let mut spare = self.spare_outputs.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.len() < self.max_spare_outputs {
-            spare.push(out);
+            duration: started.elapsed(),
         }
     }
 
@@ -449,13 +207,12 @@ impl Client {
     /// [`Client::is_closing`] between requests, probes answer "unknown"); requests already
     /// on the wire finish within their timeout.
     pub fn close(&self) {
-        self.closing
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.closing.store(true, Ordering::Release);
     }
 
     /// True once [`Client::close`] was called.
     pub fn is_closing(&self) -> bool {
-        self.closing.load(std::sync::atomic::Ordering::Acquire)
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Asks `GET <api_base>/api/v1/validate` whether the key belongs to that site.
@@ -472,7 +229,7 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .call();
-        verdict(result)
+        validation(result)
     }
     /// Asks an intake whether it accepts the key: `POST <url>` with the body `[]`, which
     /// holds no log, so nothing is stored whatever the answer.
@@ -497,12 +254,12 @@ impl Client {
             .timeout_global(Some(timeout))
             .build()
             .send(&b"[]"[..]);
-        verdict(result)
+        validation(result)
     }
 }
 
 /// What a probe's answer says about the key: 2xx accepted, 401/403 refused, else no verdict.
-fn verdict(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Validation {
+fn validation(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Validation {
     match result {
         Ok(mut resp) => {
             let status = resp.status().as_u16();
@@ -517,12 +274,12 @@ fn verdict(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Val
     }
 }
 
-/// Maps a status to an outcome; the README's delivery table gives the reasons:
+/// Maps a status to an outcome; `docs/delivery.md` gives the reasons:
 ///
 /// | status | outcome | the flush then |
 /// |---|---|---|
 /// | 2xx | [`Outcome::Accepted`] | marks the objects done |
-/// | 408, 429, 5xx (transport errors too, in [`Client::post_logs`]) | [`Outcome::Transient`] | keeps the objects for Fluent Bit's retry |
+/// | 408, 429, 5xx (transport errors too, in [`Client::post`]) | [`Outcome::Transient`] | keeps the objects for Fluent Bit's retry |
 /// | 400, 413, 422 | [`Outcome::PayloadRefused`] | splits the request (bounded); drops an object refused alone |
 /// | 3xx (redirects are not followed), 401, 403, 415 | [`Outcome::Refused`] | drops the chunk, unless some of it waits for a retry anyway |
 /// | other 4xx (404, 409, ...), 1xx, unknown | [`Outcome::Transient`] | keeps the objects for Fluent Bit's retry, as the Datadog Agent and Vector do |
@@ -589,18 +346,14 @@ mod tests {
                 matches!(o, Outcome::Transient { status: Some(x), .. } if x == s),
                 "{s}"
             );
-            assert!(o.is_retriable() && !o.splits_payload(), "{s}");
         }
         for s in [400, 413, 422] {
             let o = classify(s, "no".into());
             assert!(matches!(o, Outcome::PayloadRefused { .. }), "{s}");
-            assert!(!o.is_retriable() && o.splits_payload(), "{s}");
         }
         for s in [301, 302, 307, 308, 401, 403, 415] {
             let o = classify(s, String::new());
             assert!(matches!(o, Outcome::Refused { .. }), "{s}");
-            assert!(!o.is_retriable() && !o.splits_payload(), "{s}");
-            assert_eq!(o.refuses_encoding(), s == 415, "{s}");
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! [`verdict`] is a pure function of what the flush found (a [`FlushReport`]): no I/O, no
 //! logging, no counting. What follows from the verdict happens elsewhere: the worker
-//! remembers a partly delivered chunk and explains a 403, [`crate::observe::events`] writes the lines
-//! and counts, and only [`crate::host`] turns the verdict into Fluent Bit's return code.
+//! remembers a partly delivered chunk and explains a 403, the events write the lines and
+//! count, and only the host module turns the verdict into Fluent Bit's return code.
 //!
 //! | site | objects pending after sending | a refusal (401, 403, ...) | a transient failure | verdict |
 //! |---|---|---|---|---|
@@ -17,18 +17,6 @@
 //! they never hold a chunk back. A payload whose splitting concluded that the intake refuses
 //! everything ([`Detail::EveryPart`]) or spent its budget ([`Detail::SplitBudget`]) leaves its
 //! objects pending with a refusal: ERROR, so the drop is visible to the host.
-
-/// Where the chunk's site stands when the flush starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Site {
-    /// The intake URL is known; the chunk was sent.
-    #[default]
-    Ready,
-    /// Auto-detection has not found the key's site yet.
-    Pending,
-    /// Auto-detection found no site that accepts the key.
-    Failed,
-}
 
 /// A request that failed in a way a later attempt may not meet (408, 429, 5xx, network).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,25 +106,21 @@ impl Delivery {
     }
 }
 
-/// Everything the verdict depends on.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FlushReport {
-    /// Whether the chunk could be sent at all.
-    pub site: Site,
-    /// Objects the chunk became (records neither malformed nor too large).
-    pub objects: u64,
-    /// What sending them came to.
-    pub delivery: Delivery,
-}
-
-impl FlushReport {
-    /// The report of a flush that could not start because the site is not `Ready`.
-    pub fn unsent(site: Site) -> FlushReport {
-        FlushReport {
-            site,
-            ..FlushReport::default()
-        }
-    }
+/// Everything the verdict depends on: what the flush found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlushReport {
+    /// Auto-detection had no answer for the key's site, even after the flush waited for it:
+    /// nothing was sent.
+    SitePending,
+    /// No Datadog site accepts the key: nothing was sent.
+    SiteRefused,
+    /// The site was known, and the chunk's objects were sent.
+    Sent {
+        /// Objects the chunk became (records neither malformed nor too large).
+        objects: u64,
+        /// What sending them came to.
+        delivery: Delivery,
+    },
 }
 
 /// Why a chunk is handed back for Fluent Bit's retry.
@@ -210,13 +194,12 @@ impl Verdict {
 
 /// Decides the verdict of a flush from its report (see the module's table).
 pub fn verdict(report: &FlushReport) -> Verdict {
-    match report.site {
-        Site::Pending => return Verdict::Retry(RetryReason::SitePending),
-        Site::Failed => return Verdict::Retry(RetryReason::SiteRefused),
-        Site::Ready => {}
-    }
-    let d = &report.delivery;
-    if report.objects == 0 || d.pending == 0 {
+    let (objects, d) = match report {
+        FlushReport::SitePending => return Verdict::Retry(RetryReason::SitePending),
+        FlushReport::SiteRefused => return Verdict::Retry(RetryReason::SiteRefused),
+        FlushReport::Sent { objects, delivery } => (*objects, delivery),
+    };
+    if objects == 0 || d.pending == 0 {
         return Verdict::Ok;
     }
     match (&d.refused, &d.transient) {
@@ -248,8 +231,7 @@ mod tests {
     }
 
     fn sent(objects: u64, pending: u64, t: Option<Failure>, r: Option<Refusal>) -> FlushReport {
-        FlushReport {
-            site: Site::Ready,
+        FlushReport::Sent {
             objects,
             delivery: Delivery {
                 pending,
@@ -273,21 +255,13 @@ mod tests {
         let table: Vec<(&str, FlushReport, Verdict)> = vec![
             (
                 "site pending",
-                FlushReport::unsent(Site::Pending),
+                FlushReport::SitePending,
                 Verdict::Retry(R::SitePending),
             ),
             (
                 "site failed",
-                FlushReport::unsent(Site::Failed),
+                FlushReport::SiteRefused,
                 Verdict::Retry(R::SiteRefused),
-            ),
-            (
-                "site pending wins over a report",
-                FlushReport {
-                    site: Site::Pending,
-                    ..sent(5, 5, Some(failure()), None)
-                },
-                Verdict::Retry(R::SitePending),
             ),
             ("empty chunk", sent(0, 0, None, None), Verdict::Ok),
             ("all accepted", sent(10, 0, None, None), Verdict::Ok),

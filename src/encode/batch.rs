@@ -6,12 +6,13 @@
 //! refuses (400, 413) can be split and resent ([`Batch::subset_json`]).
 //!
 //! With compression on, the plugin encodes each batch as soon as it is full
-//! ([`build_encoded`]) and keeps only the encoded body: the JSON buffer goes on to the next
-//! batch, so a flush holds one batch's JSON at a time rather than the whole chunk's (about
-//! 1.5 MB per 2000 FireLens records). The rare paths that need the JSON again (splitting a
-//! refused payload, re-encoding for the gzip fallback) decode it ([`Payload::text`]).
+//! ([`build_encoded`], with the instance's [`Encoder`]) and keeps only the encoded body: the
+//! JSON buffer goes on to the next batch, so a flush holds one batch's JSON at a time rather
+//! than the whole chunk's (about 1.5 MB per 2000 FireLens records). The rare paths that need
+//! the JSON again (splitting a refused payload, re-encoding for the gzip fallback) ask the
+//! batch for it ([`Batch::json_text`]), which decodes it from the body.
 
-use crate::encode::body::{self, Encoded};
+use crate::encode::body::{self, Body, Codec, Encoded, Encoder};
 use crate::encode::decode::{self, Item};
 use crate::encode::map::{Mapped, Mapper, Scratch};
 use std::borrow::Cow;
@@ -58,17 +59,39 @@ impl Batch {
         b - a
     }
 
-    /// The whole batch as the logs of one request: its JSON array, or its encoded body.
-    pub fn payload(&self) -> Payload<'_> {
-        Payload {
-            json: self.encoded.is_none().then_some(&self.json[..]),
-            encoded: self.encoded.as_ref(),
-            json_len: self.json_len,
+    /// The JSON array, decoded from the encoded body when only that is kept; `None` if that
+    /// does not decode to the array it was made from.
+    pub fn json_text(&self) -> Option<Cow<'_, [u8]>> {
+        match &self.encoded {
+            None => Some(Cow::Borrowed(&self.json[..])),
+            Some(e) => body::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
+        }
+    }
+
+    /// The whole batch as the body of one request in `codec`: the body encoded when the
+    /// batch was built if it has that encoding, else made now by `encoder` (from the JSON,
+    /// decoded first when only the body is kept). `None` when no body can be made.
+    pub fn body(&self, codec: Option<Codec>, encoder: &Encoder) -> Option<Body<'_>> {
+        if let Some(e) = self.encoded.as_ref().filter(|e| Some(e.codec) == codec) {
+            return Some(Body {
+                codec,
+                bytes: Cow::Borrowed(&e.bytes[..]),
+            });
+        }
+        match self.json_text()? {
+            Cow::Borrowed(json) => encoder.body(json, codec),
+            Cow::Owned(json) => {
+                let body = encoder.body(&json, codec)?;
+                Some(Body {
+                    codec: body.codec,
+                    bytes: Cow::Owned(body.bytes.into_owned()),
+                })
+            }
         }
     }
 
     /// The JSON array of objects `idx` of this batch (in that order), cut from `text`, the
-    /// batch's JSON array ([`Payload::text`] of [`Batch::payload`]), for resending part of a
+    /// batch's JSON array ([`Batch::json_text`]), for resending part of a
     /// request that the intake refused (400, 413).
     pub fn subset_json(&self, text: &[u8], idx: &[usize]) -> Vec<u8> {
         let size: usize = idx.iter().map(|&i| self.object_len(i) + 1).sum();
@@ -83,39 +106,6 @@ impl Batch {
         }
         json.push(b']');
         json
-    }
-}
-
-/// The logs of one request: their JSON array, or the same array encoded when its batch was
-/// built (see [`build_encoded`]), or both.
-#[derive(Clone, Copy, Debug)]
-pub struct Payload<'a> {
-    /// The JSON array, when it is at hand.
-    pub json: Option<&'a [u8]>,
-    /// The JSON array encoded.
-    pub encoded: Option<&'a Encoded>,
-    /// Bytes of the JSON array.
-    pub json_len: usize,
-}
-
-impl<'a> Payload<'a> {
-    /// A payload of plain JSON (a part of a batch).
-    pub fn json(json: &'a [u8]) -> Payload<'a> {
-        Payload {
-            json: Some(json),
-            encoded: None,
-            json_len: json.len(),
-        }
-    }
-
-    /// The JSON array, decoded from `encoded` when only that is at hand; `None` if that does
-    /// not decode to the array it was made from.
-    pub fn text(&self) -> Option<Cow<'a, [u8]>> {
-        match (self.json, self.encoded) {
-            (Some(json), _) => Some(Cow::Borrowed(json)),
-            (None, Some(e)) => body::decode(e.codec, &e.bytes, self.json_len).map(Cow::Owned),
-            (None, None) => None,
-        }
     }
 }
 
@@ -182,12 +172,12 @@ impl Batcher {
     /// Accepts the object written since [`Batcher::begin`], moving it to a new batch when it
     /// would take the current one past a limit.
     pub fn commit(&mut self) {
-        self.commit_encoded(&mut |_| None)
+        self.commit_encoded(None)
     }
 
-    /// [`Batcher::commit`], encoding with `encode` the batch it closes, if it closes one (see
+    /// [`Batcher::commit`], encoding with `encoder` the batch it closes, if it closes one (see
     /// [`build_encoded`]): that batch's JSON buffer then goes on to the next batch.
-    pub fn commit_encoded(&mut self, encode: &mut dyn FnMut(&[u8]) -> Option<Encoded>) {
+    pub fn commit_encoded(&mut self, encoder: Option<&Encoder>) {
         let end = self.cur.json.len();
         let fits = self.cur.objects.len() < MAX_OBJECTS && end < MAX_BYTES;
         if fits || self.cur.objects.is_empty() {
@@ -199,7 +189,7 @@ impl Batcher {
         self.cur.json.push(b']');
         self.cur.json_len = self.cur.json.len();
         let mut closed = std::mem::take(&mut self.cur);
-        if let Some(json) = encode_into(&mut closed, encode) {
+        if let Some(json) = encode_into(&mut closed, encoder) {
             self.spare.push(json);
         }
         self.done.push(closed);
@@ -220,10 +210,10 @@ impl Batcher {
     }
 }
 
-/// Encodes the closed batch `b` with `encode`; when it gives an encoding, `b` keeps that
+/// Encodes the closed batch `b` with `encoder`; when it gives an encoding, `b` keeps that
 /// instead of its JSON, whose buffer (emptied) is returned for the next batch.
-fn encode_into(b: &mut Batch, encode: &mut dyn FnMut(&[u8]) -> Option<Encoded>) -> Option<Vec<u8>> {
-    let e = encode(&b.json)?;
+fn encode_into(b: &mut Batch, encoder: Option<&Encoder>) -> Option<Vec<u8>> {
+    let e: Encoded = encoder?.encode(&b.json)?;
     b.encoded = Some(e);
     let mut json = std::mem::take(&mut b.json);
     json.clear();
@@ -241,18 +231,19 @@ pub fn build(
     scratch: &mut Scratch,
     spare: &mut Vec<Vec<u8>>,
 ) -> (Vec<Batch>, BuildStats) {
-    build_encoded(chunk, tag, mapper, scratch, spare, &mut |_| None)
+    build_encoded(chunk, tag, mapper, scratch, spare, None)
 }
 
-/// [`build`], encoding each batch with `encode` as soon as it is full (see the module doc);
-/// a batch `encode` returns `None` for keeps its JSON.
+/// [`build`], encoding each batch with `encoder` as soon as it is full (see the module doc);
+/// a batch it does not encode (`compress none`, or a failure) keeps its JSON. Give the
+/// bodies back with [`Encoder::recycle`] after sending.
 pub fn build_encoded(
     chunk: &[u8],
     tag: &str,
     mapper: &Mapper,
     scratch: &mut Scratch,
     spare: &mut Vec<Vec<u8>>,
-    encode: &mut dyn FnMut(&[u8]) -> Option<Encoded>,
+    encoder: Option<&Encoder>,
 ) -> (Vec<Batch>, BuildStats) {
     let mut stats = BuildStats::default();
     let mut batcher = Batcher::with_spare(std::mem::take(spare));
@@ -266,7 +257,7 @@ pub fn build_encoded(
                     Mapped::Written { truncated, partial } => {
                         stats.truncated += truncated as u64;
                         stats.partial += partial as u64;
-                        batcher.commit_encoded(encode);
+                        batcher.commit_encoded(encoder);
                     }
                     Mapped::TooLarge { .. } => {
                         stats.too_large += 1;
@@ -288,7 +279,7 @@ pub fn build_encoded(
     // chunk was written into) is kept for the next flush within the same budget as the
     // buffers of batches that kept their JSON (see `recycle`).
     if let Some(last) = batches.last_mut()
-        && let Some(json) = encode_into(last, encode)
+        && let Some(json) = encode_into(last, encoder)
     {
         keep_spare(json, spare);
     }
@@ -298,7 +289,7 @@ pub fn build_encoded(
 /// Most bytes of spare buffer capacity kept between flushes, per flush thread: room for every
 /// batch of a chunk of about 2 MB of msgpack (Fluent Bit's usual chunk size), so a steady flow
 /// allocates and frees no payload buffer: large blocks freed by the short-lived flush threads
-/// stay in their malloc arenas (see `Deflaters` in `send.rs`).
+/// stay in their malloc arenas (see the module doc of `body`).
 pub const SPARE_BYTES: usize = 4 << 20;
 
 /// Returns the JSON buffers of sent batches to `spare` for the next flush, up to
@@ -463,7 +454,7 @@ mod tests {
     #[test]
     fn encoded_batches_keep_their_body_and_give_their_json_buffer_on() {
         use crate::config::options::Config;
-        use crate::encode::body::{Codec, Compressors};
+        use crate::config::options::Compression;
         let cfg = Config::from_lookup(
             |k| (k == "apikey").then(|| "0123456789abcdef0123456789abcdef".into()),
             |_| None,
@@ -482,8 +473,7 @@ mod tests {
         .0;
         assert_eq!(plain.len(), 3);
 
-        let zstd = Compressors::new(3, 1);
-        let mut buffers = std::collections::HashSet::new();
+        let zstd = Encoder::new(Compression::Zstd(1), 1);
         let mut spare = Vec::new();
         let (batches, stats) = build_encoded(
             &chunk,
@@ -491,27 +481,20 @@ mod tests {
             &mapper,
             &mut Scratch::default(),
             &mut spare,
-            &mut |json| {
-                // The JSON buffer each batch was written into.
-                buffers.insert(json.as_ptr() as usize);
-                let mut bytes = Vec::new();
-                zstd.compress(Codec::Zstd, json, &mut bytes)
-                    .then_some(Encoded {
-                        codec: Codec::Zstd,
-                        bytes,
-                    })
-            },
+            Some(&zstd),
         );
         assert_eq!(stats.records, 2500);
         assert_eq!(batches.len(), 3);
-        // One JSON buffer served every batch, and it is handed back for the next flush.
-        assert_eq!(buffers.len(), 1);
+        // One JSON buffer served every batch (the largest one fits in it), and it is handed
+        // back for the next flush.
         assert_eq!(spare.len(), 1);
+        assert!(spare[0].capacity() >= plain.iter().map(|p| p.json.len()).max().unwrap());
         for (b, p) in batches.iter().zip(&plain) {
             assert!(b.json.is_empty());
+            assert_eq!(b.encoded.as_ref().unwrap().codec, Codec::Zstd);
             assert_eq!(b.objects, p.objects);
             assert_eq!(b.json_len, p.json.len());
-            let text = b.payload().text().unwrap();
+            let text = b.json_text().unwrap();
             assert_eq!(&text[..], &p.json[..]);
             assert_eq!(
                 b.subset_json(&text, &[2, 0]),
@@ -543,25 +526,20 @@ mod tests {
             &mapper,
             &mut Scratch::default(),
             &mut spare,
-            &mut |json| {
-                assert!(json.len() > SPARE_BYTES);
-                Some(Encoded {
-                    codec: Codec::Zstd,
-                    bytes: Vec::new(),
-                })
-            },
+            Some(&zstd),
         );
+        assert!(batches[0].json_len > SPARE_BYTES);
         assert_eq!(batches.len(), 1);
         recycle(batches, &mut spare);
         assert!(spare.iter().map(Vec::capacity).sum::<usize>() <= SPARE_BYTES);
-        // An encoder that declines keeps the JSON.
+        // An encoder that declines (`compress none`) keeps the JSON.
         let (kept, _) = build_encoded(
             &chunk,
             "t",
             &mapper,
             &mut Scratch::default(),
             &mut Vec::new(),
-            &mut |_| None,
+            Some(&Encoder::new(Compression::None, 1)),
         );
         assert_eq!(kept, plain);
     }

@@ -1,18 +1,27 @@
-//! Body compression: gzip (zlib-rs through flate2) and zstd (libzstd through the `zstd`
-//! crate), with the compressor state pooled for the instance's life.
+//! Request bodies: the instance's [`Encoder`] (the configured codec, the zstd -> gzip
+//! fallback, pooled compressors and output buffers) and the [`Body`] of one request.
 //!
-//! Each codec's state (a deflate stream of about 380 KB; a zstd context of about 1 MB at
-//! level 1, more at higher levels) is made on demand up to one per core and then kept: a
-//! flush holds one only while it encodes a batch (see `batch::build_encoded`), a request
-//! only while it re-encodes one (the gzip fallback, a part of a refused payload), never while
-//! it waits for the intake. [`decode`] gives a batch's JSON back from its body.
+//! gzip is zlib-rs through flate2, zstd is libzstd through the `zstd` crate. Each codec's
+//! state (a deflate stream of about 380 KB; a zstd context of about 1 MB at level 1, more at
+//! higher levels) is made on demand up to one per core and then kept: a flush holds one only
+//! while it encodes a batch (see `batch::build`), a request only while it re-encodes one (the
+//! gzip fallback, a part of a refused payload), never while it waits for the intake.
+//! [`decode`] gives a batch's JSON back from its body.
 //!
 //! Keeping them is what holds resident memory flat. State made and dropped per request leaves
 //! its blocks in the malloc arena of the short-lived sender thread that made it, and glibc
 //! does not trim an arena below twice the largest block it has unmapped (a few MB once the
 //! host has freed a chunk), so with `Workers 2` a dozen arenas each kept about 1 MB.
+//!
+//! The fallback: with `compress zstd`, a 415 for a zstd body, or a 400 for one whose same logs
+//! gzipped are accepted, switches the instance to gzip for good ([`Encoder::answered`],
+//! [`Encoder::checked`]); the sender then posts the logs again gzipped, so a refusal of the
+//! encoding never reaches the 400 bisection.
 
+use crate::config::options::{Compression, DEFAULT_GZIP_LEVEL};
 use flate2::{Compress, Crc, FlushCompress, Status};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// Largest zstd window (log2 bytes). A request holds at most 5 MB of JSON; a 1 MiB window
@@ -46,6 +55,207 @@ pub struct Encoded {
     pub codec: Codec,
     /// The encoded bytes.
     pub bytes: Vec<u8>,
+}
+
+/// The bytes of one request and their encoding (`None`: plain JSON).
+#[derive(Debug)]
+pub struct Body<'a> {
+    /// Its `Content-Encoding`, if any.
+    pub codec: Option<Codec>,
+    /// What goes on the wire.
+    pub bytes: Cow<'a, [u8]>,
+}
+
+/// How many zstd bodies refused with 400 are sent again gzipped, while no zstd body has been
+/// accepted yet, before a 400 is taken to be about the logs alone. Three: a poisoned log in
+/// the first batches still lets a later, clean part of the bisection show whether the intake
+/// takes zstd, and an intake that refuses everything costs at most three extra requests.
+pub const GZIP_CHECKS: u32 = 3;
+
+/// Most idle output buffers kept for the next requests (never more than `max_concurrency`).
+pub const SPARE_OUTPUTS: usize = 8;
+/// An output buffer larger than this is not kept for the next request.
+const KEEP_OUTPUT: usize = 512 * 1024;
+
+/// What the answer to a zstd body means for the encoding (see [`Encoder::answered`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// The answer stands.
+    Stands,
+    /// The intake refused zstd (415): the instance now gzips, and the same logs are sent
+    /// again gzipped. `first` on the answer that switched it.
+    Switched {
+        /// True for the answer that made the switch (the one worth a line).
+        first: bool,
+    },
+    /// A 400 before any zstd body was accepted: the same logs are sent again gzipped to tell
+    /// the encoding from the logs; that answer goes to [`Encoder::checked`].
+    Check,
+}
+
+/// The encoding of an instance's request bodies, and what the intake's answers taught it.
+pub struct Encoder {
+    compression: Compression,
+    compressors: Compressors,
+    /// Set once the intake refused zstd: every later body is gzipped.
+    zstd_refused: AtomicBool,
+    /// Set once the intake accepted a zstd body: a later 400 for one is about its logs, not
+    /// its encoding, and goes straight to the bisection.
+    zstd_accepted: AtomicBool,
+    /// zstd bodies refused with 400 whose gzipped copy was refused too. After
+    /// [`GZIP_CHECKS`] of them a 400 goes straight to the bisection: an intake that refuses
+    /// everything must not double every request.
+    both_refused: AtomicU32,
+    spare_outputs: Mutex<Vec<Vec<u8>>>,
+    max_spare_outputs: usize,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoder {
+    /// The encoder of `compression`, keeping up to `max_concurrency` idle output buffers
+    /// (at most [`SPARE_OUTPUTS`]).
+    pub fn new(compression: Compression, max_concurrency: usize) -> Encoder {
+        let compressors = match compression {
+            Compression::Gzip(level) => Compressors::new(level, 1),
+            Compression::Zstd(level) => Compressors::new(DEFAULT_GZIP_LEVEL, level),
+            Compression::None => Compressors::new(DEFAULT_GZIP_LEVEL, 1),
+        };
+        Encoder {
+            compression,
+            compressors,
+            zstd_refused: AtomicBool::new(false),
+            zstd_accepted: AtomicBool::new(false),
+            both_refused: AtomicU32::new(0),
+            spare_outputs: Mutex::new(Vec::new()),
+            max_spare_outputs: max_concurrency.clamp(1, SPARE_OUTPUTS),
+        }
+    }
+
+    /// The encoding of the next request: the configured one, but gzip once zstd was refused.
+    pub fn codec(&self) -> Option<Codec> {
+        match self.compression {
+            Compression::None => None,
+            Compression::Gzip(_) => Some(Codec::Gzip),
+            Compression::Zstd(_) if self.zstd_refused.load(Ordering::Relaxed) => Some(Codec::Gzip),
+            Compression::Zstd(_) => Some(Codec::Zstd),
+        }
+    }
+
+    /// Encodes a batch's JSON array as the next request would be (`None` with `compress
+    /// none`, or if it cannot be), into a pooled buffer: give it back with
+    /// [`Encoder::recycle`].
+    pub fn encode(&self, json: &[u8]) -> Option<Encoded> {
+        let codec = self.codec()?;
+        let mut out = self.take_output();
+        if self.compressors.compress(codec, json, &mut out) {
+            return Some(Encoded { codec, bytes: out });
+        }
+        self.put_output(out);
+        None
+    }
+
+    /// Takes back the buffer of a body made by [`Encoder::encode`], for the next ones.
+    pub fn recycle(&self, encoded: Encoded) {
+        self.put_output(encoded.bytes);
+    }
+
+    /// The body of `json` in `codec` (plain JSON for `None`, borrowed). A zstd context that
+    /// cannot be made (out of memory) gives a gzip body; `None` when no body can be made, so
+    /// that nothing is ever sent empty under a `Content-Encoding`. Give it back with
+    /// [`Encoder::release`].
+    pub fn body<'a>(&self, json: &'a [u8], codec: Option<Codec>) -> Option<Body<'a>> {
+        let Some(mut codec) = codec else {
+            return Some(Body {
+                codec: None,
+                bytes: Cow::Borrowed(json),
+            });
+        };
+        let mut out = self.take_output();
+        let mut done = self.compressors.compress(codec, json, &mut out);
+        if !done && codec == Codec::Zstd {
+            codec = Codec::Gzip;
+            done = self.compressors.compress(codec, json, &mut out);
+        }
+        if !done {
+            self.put_output(out);
+            return None;
+        }
+        Some(Body {
+            codec: Some(codec),
+            bytes: Cow::Owned(out),
+        })
+    }
+
+    /// Takes back the buffer of a body, if it owns one.
+    pub fn release(&self, body: Body<'_>) {
+        if let Cow::Owned(out) = body.bytes {
+            self.put_output(out);
+        }
+    }
+
+    /// Learns from the answer (`status`, `None` for no answer) to a body in `codec`, and says
+    /// whether the same logs go again gzipped (see [`Fallback`]).
+    pub fn answered(&self, codec: Option<Codec>, status: Option<u16>) -> Fallback {
+        if codec != Some(Codec::Zstd) {
+            return Fallback::Stands;
+        }
+        match status {
+            Some(200..=299) => {
+                self.zstd_accepted.store(true, Ordering::Relaxed);
+                Fallback::Stands
+            }
+            Some(415) => Fallback::Switched {
+                first: !self.zstd_refused.swap(true, Ordering::Relaxed),
+            },
+            Some(400)
+                if !self.zstd_accepted.load(Ordering::Relaxed)
+                    && self.both_refused.load(Ordering::Relaxed) < GZIP_CHECKS =>
+            {
+                Fallback::Check
+            }
+            _ => Fallback::Stands,
+        }
+    }
+
+    /// Learns from the answer to the gzipped copy sent after [`Fallback::Check`]: accepted
+    /// means the intake refuses zstd (the instance switches; true on the switch itself),
+    /// refused with 400 too means the logs were refused.
+    pub fn checked(&self, status: Option<u16>) -> bool {
+        match status {
+            Some(200..=299) => !self.zstd_refused.swap(true, Ordering::Relaxed),
+            Some(400) => {
+                self.both_refused.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    fn take_output(&self) -> Vec<u8> {
+        let spare = self
+            .spare_outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        spare.unwrap_or_default()
+    }
+
+    fn put_output(&self, out: Vec<u8>) {
+        if out.capacity() > KEEP_OUTPUT {
+            return;
+        }
+        let mut spare = self.spare_outputs.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < self.max_spare_outputs {
+            spare.push(out);
+        }
+    }
 }
 
 /// Decodes `bytes`, encoded with `codec`, back into the `len` bytes they were made from;

@@ -10,6 +10,9 @@
 //!
 //! Adding a counter is one [`Counter`] variant (and its name) and the event that bumps it.
 
+use crate::config::options::DEFAULT_GZIP_LEVEL;
+use crate::config::sites::Site;
+use crate::deliver::split::Step;
 use crate::deliver::verdict::{Detail, Failure, Refusal, RetryReason, Verdict};
 use crate::observe::log::{self, Key, Level, RateLimiter};
 use crate::observe::metrics::{Counter, Counters, Metrics};
@@ -64,39 +67,18 @@ pub enum Event<'a> {
         /// How many.
         n: u64,
     },
+    /// What happened while sending: a request, objects accepted or dropped, zstd refused.
+    Sent(Step<'a>),
     /// A chunk partly delivered before is sent again: its pending objects are retried logs.
     ChunkResumed {
         /// Objects sent again.
         pending: u64,
-    },
-    /// One request's round trip ended.
-    RequestDone {
-        /// The HTTP status, or `None` when there was no answer.
-        status: Option<u16>,
-        /// Bytes of JSON in the request.
-        json_bytes: u64,
-        /// Bytes on the wire.
-        wire_bytes: u64,
-        /// Round-trip duration.
-        duration: Duration,
     },
     /// The site a flush sends to (configured, or found by auto-detection); no line, no
     /// counter: `site_info` shows it.
     SiteInUse {
         /// The site (or the host of an explicit `endpoint`).
         site: &'a str,
-    },
-    /// Objects the intake accepted.
-    ObjectsAccepted {
-        /// How many.
-        n: u64,
-    },
-    /// An object refused alone with 400, 413 or 422, dropped.
-    ObjectDropped {
-        /// 400, 413 or 422.
-        status: u16,
-        /// Its size in JSON.
-        bytes: usize,
     },
     /// The intake refused a chunk's requests (401, 403, ...).
     ChunkRejected {
@@ -151,6 +133,57 @@ pub enum Event<'a> {
         /// The error.
         error: &'a str,
     },
+    /// Auto-detection found the key's site.
+    SiteFound {
+        /// The site.
+        site: &'a str,
+        /// Its intake URL, where flushes now go.
+        url: &'a str,
+    },
+    /// Auto-detection found no site that accepts the key (asked again with backoff).
+    NoSiteAccepts {
+        /// The sites asked.
+        asked: &'a [&'a str],
+        /// The longest pause between two rounds.
+        backoff_max: Duration,
+    },
+    /// Auto-detection has no answer yet: no site accepted the key and some could not be asked.
+    SiteUnknown {
+        /// Why some sites could not be asked.
+        why: &'a str,
+        /// The longest pause between two rounds.
+        backoff_max: Duration,
+    },
+    /// The site probe's thread could not be started.
+    ProbeThreadFailed {
+        /// The error.
+        error: &'a str,
+    },
+    /// A flush waited its bound for auto-detection, and the site is still unknown.
+    SiteStillUnknown {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// A flush found that no site accepts the key.
+    KeyOnNoSite,
+    /// The instance started.
+    Started {
+        /// The plugin's version.
+        version: &'a str,
+        /// Where it sends.
+        destination: &'a str,
+        /// The `compress` setting, as written in the line.
+        compress: &'a str,
+        /// The TLS roots trusted.
+        roots: &'a str,
+    },
+    /// A setting worth a warning at start (its line as the configuration wrote it).
+    ConfigWarning {
+        /// The line.
+        line: &'a str,
+    },
+    /// The first flush that ran on Fluent Bit's engine thread (no `Workers`).
+    OnEngineThread,
     /// The instance stopped.
     Exited {
         /// Flushes still running at exit.
@@ -164,8 +197,9 @@ pub struct Events {
     name: std::sync::Arc<str>,
     limiter: RateLimiter,
     counters: Counters,
-    /// The host's metrics, fed beside `counters` (disabled until [`Events::set_metrics`]).
-    metrics: Metrics,
+    /// The host's metrics, fed beside `counters` (`disabled` until [`Events::set_metrics`]).
+    metrics: std::sync::OnceLock<Metrics>,
+    disabled: Metrics,
 }
 
 /// How often the same failure may be logged.
@@ -178,18 +212,20 @@ impl Events {
             name,
             limiter: RateLimiter::new(interval),
             counters: Counters::default(),
-            metrics: Metrics::disabled(),
+            metrics: std::sync::OnceLock::new(),
+            disabled: Metrics::disabled(),
         }
     }
 
     /// Feeds `metrics` from now on (the host's, given at Init).
-    pub fn set_metrics(&mut self, metrics: Metrics) {
-        self.metrics = metrics;
+    /// Only the first call counts (Init gives them once).
+    pub fn set_metrics(&self, metrics: Metrics) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// The host's metrics this instance feeds.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        self.metrics.get().unwrap_or(&self.disabled)
     }
 
     #[cfg(test)]
@@ -216,7 +252,7 @@ impl Events {
     fn record(&self, flush: Option<&Counters>, event: Event) {
         let add = |c: Counter, n: u64| {
             self.counters.add(c, n);
-            self.metrics.count(c, n);
+            self.metrics().count(c, n);
             if let Some(f) = flush {
                 f.add(c, n);
             }
@@ -269,12 +305,12 @@ impl Events {
                 });
             }
             Event::ChunkResumed { pending } => add(Counter::RetriedLogs, pending),
-            Event::RequestDone {
+            Event::Sent(Step::Request {
                 status,
                 json_bytes,
                 wire_bytes,
                 duration,
-            } => {
+            }) => {
                 add(Counter::Requests, 1);
                 add(Counter::BytesJson, json_bytes);
                 add(Counter::BytesWire, wire_bytes);
@@ -283,14 +319,28 @@ impl Events {
                     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
                 );
                 self.counters.add_status(status);
-                self.metrics.request(status, duration);
+                self.metrics().request(status, duration);
                 if let Some(f) = flush {
                     f.add_status(status);
                 }
             }
-            Event::SiteInUse { site } => self.metrics.site(site),
-            Event::ObjectsAccepted { n } => add(Counter::ObjectsSent, n),
-            Event::ObjectDropped { status, bytes } => {
+            Event::SiteInUse { site } => self.metrics().site(site),
+            Event::Sent(Step::Accepted { n }) => add(Counter::ObjectsSent, n),
+            Event::Sent(Step::ZstdRefused { status, body }) => {
+                let answer = if body.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    format!("HTTP {status} {body}")
+                };
+                log::write(
+                    Level::Warn,
+                    name,
+                    &format!(
+                        "zstd was refused ({answer}): switching to gzip (level {DEFAULT_GZIP_LEVEL}) for this instance"
+                    ),
+                );
+            }
+            Event::Sent(Step::Dropped { status, bytes }) => {
                 let (counter, why) = match status {
                     413 => (Counter::Dropped413, "too large for the intake (413)"),
                     422 => (Counter::Dropped400, "refused as unprocessable (422)"),
@@ -366,6 +416,62 @@ impl Events {
                     add(Counter::Retries, 1);
                 }
             }
+            Event::SiteFound { site, url } => log::write(
+                Level::Info,
+                name,
+                &format!(
+                    "site auto-detection: the API key belongs to {site}; sending to {url} (set `site` to skip this probe)"
+                ),
+            ),
+            Event::NoSiteAccepts { asked, backoff_max } => log::write(
+                Level::Error,
+                name,
+                &format!(
+                    "site auto-detection: no Datadog site accepts the API key (asked {}); chunks are retried meanwhile and the sites are asked again with backoff (up to every {}s). Check the key, or set `site` to your account's site (e.g. `site ap1`) and `apikey` to a key from it",
+                    asked.join(", "),
+                    backoff_max.as_secs()
+                ),
+            ),
+            Event::SiteUnknown { why, backoff_max } => log::write(
+                Level::Warn,
+                name,
+                &format!(
+                    "site auto-detection: no site accepted the API key yet and some could not be asked ({why}); asking again with backoff (up to every {}s), flushes wait for the answer. Set `site` to skip the probe",
+                    backoff_max.as_secs()
+                ),
+            ),
+            Event::ProbeThreadFailed { error } => log::write(
+                Level::Error,
+                name,
+                &format!("cannot start the site probe thread: {error}"),
+            ),
+            Event::SiteStillUnknown { waited } => limited(Level::Warn, "pending".into(), &|| {
+                format!(
+                    "the key's site is still unknown after waiting {}s for site auto-detection; the chunk will be retried (set `site` to skip the probe)",
+                    waited.as_secs_f32()
+                )
+            }),
+            Event::KeyOnNoSite => limited(Level::Error, "failed".into(), &|| {
+                "no Datadog site accepts the API key: the chunk will be retried while the sites are asked again. Check `apikey` and set `site` to your account's site".to_string()
+            }),
+            Event::Started {
+                version,
+                destination,
+                compress,
+                roots,
+            } => log::write(
+                Level::Info,
+                name,
+                &format!(
+                    "datadog_logs {version} sending to {destination}, compress={compress}, TLS roots: {roots}"
+                ),
+            ),
+            Event::ConfigWarning { line } => log::write(Level::Warn, name, line),
+            Event::OnEngineThread => log::write(
+                Level::Warn,
+                name,
+                "flushes run on Fluent Bit's engine thread, so each request blocks every input and output; set `Workers 1` (or more) on this [OUTPUT], unless the host hot-reloads: Fluent Bit 2.2 to 5.1.1 crash on a reload of a proxy output with `Workers` (README, Reload)",
+            ),
             Event::FlushPanicked => log::write(
                 Level::Error,
                 name,
@@ -449,7 +555,7 @@ fn rejection_line(
             KeyElsewhere::NotAsked => {}
             KeyElsewhere::ValidOn(other) => line.push_str(&format!(
                 "; the key is valid on {other}: {}",
-                crate::detect::site_advice(other)
+                site_advice(other)
             )),
             KeyElsewhere::Nowhere => {
                 line.push_str("; the key is valid on no other commercial Datadog site either")
@@ -459,6 +565,14 @@ fn rejection_line(
         line.push_str(". The request had no valid API key: check `apikey`");
     }
     line
+}
+
+/// The advice for a site name: its short name when it is a Datadog site.
+fn site_advice(name: &str) -> String {
+    match Site::parse(name) {
+        Some(s) => format!("set `site {}`", s.short),
+        None => format!("set `site {name}`"),
+    }
 }
 
 /// The events of one flush: counted in the instance's counters and in the flush's own.

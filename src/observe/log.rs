@@ -299,12 +299,8 @@ impl RateLimiter {
         }
     }
 
-    /// Writes `message` unless a line with the same `key` was written within the interval.
-    pub fn write(&self, level: Level, instance: &str, key: impl Into<Key>, message: &str) {
-        self.write_with(level, instance, key, || message.to_string());
-    }
-
-    /// Like [`RateLimiter::write`], but makes the message only when it is written.
+    /// Writes the line `message` makes unless a line with the same `key` was written within
+    /// the interval (the message is made only when it is written).
     pub fn write_with(
         &self,
         level: Level,

@@ -72,12 +72,12 @@ fn each_event_counts_itself_and_writes_its_line() {
             None,
         ),
         (
-            Event::RequestDone {
+            Event::Sent(Step::Request {
                 status: Some(202),
                 json_bytes: 100,
                 wire_bytes: 40,
                 duration: Duration::from_millis(3),
-            },
+            }),
             vec![
                 ("requests", 1),
                 ("bytes_json", 100),
@@ -94,25 +94,25 @@ fn each_event_counts_itself_and_writes_its_line() {
             None,
         ),
         (
-            Event::ObjectsAccepted { n: 9 },
+            Event::Sent(Step::Accepted { n: 9 }),
             vec![("objects_sent", 9)],
             None,
         ),
         (
-            Event::ObjectDropped {
+            Event::Sent(Step::Dropped {
                 status: 413,
                 bytes: 1234,
-            },
+            }),
             vec![("dropped_413", 1)],
             Some(
                 "dropped one log of 1234 bytes: too large for the intake (413) even when sent alone; the rest of its request was delivered",
             ),
         ),
         (
-            Event::ObjectDropped {
+            Event::Sent(Step::Dropped {
                 status: 400,
                 bytes: 9,
-            },
+            }),
             vec![("dropped_400", 1)],
             Some("dropped one log of 9 bytes: refused as invalid (400) even when sent alone"),
         ),
@@ -284,7 +284,7 @@ fn failure_lines_are_rate_limited_by_kind_and_status() {
         });
     }
     for status in [400, 400, 413] {
-        ev.emit(Event::ObjectDropped { status, bytes: 1 });
+        ev.emit(Event::Sent(Step::Dropped { status, bytes: 1 }));
     }
     // One line per status (and one for "no answer"), then one per drop status.
     assert_eq!(captured::take().len(), 3 + 2);
@@ -309,17 +309,17 @@ fn failure_lines_are_rate_limited_by_kind_and_status() {
 #[test]
 fn flush_events_count_in_the_flush_and_the_instance() {
     let ev = events();
-    ev.emit(Event::ObjectsAccepted { n: 1 });
+    ev.emit(Event::Sent(Step::Accepted { n: 1 }));
     let flush = ev.flush();
     for status in [Some(202), Some(500), None, Some(202)] {
-        flush.emit(Event::RequestDone {
+        flush.emit(Event::Sent(Step::Request {
             status,
             json_bytes: 10,
             wire_bytes: 5,
             duration: Duration::ZERO,
-        });
+        }));
     }
-    flush.emit(Event::ObjectsAccepted { n: 2 });
+    flush.emit(Event::Sent(Step::Accepted { n: 2 }));
     assert_eq!(flush.counters().get(Counter::ObjectsSent), 2);
     assert_eq!(ev.counters().get(Counter::ObjectsSent), 3);
     let snap = ev.counters().snapshot();
@@ -336,17 +336,17 @@ fn flush_events_count_in_the_flush_and_the_instance() {
 fn snapshot_shows_the_summary_and_drops_by_reason() {
     let ev = events();
     ev.emit(Event::RecordsDecoded { n: 5 });
-    ev.emit(Event::ObjectDropped {
+    ev.emit(Event::Sent(Step::Dropped {
         status: 400,
         bytes: 1,
-    });
+    }));
     ev.emit(Event::RecordsTooLarge { n: 2 });
-    ev.emit(Event::RequestDone {
+    ev.emit(Event::Sent(Step::Request {
         status: Some(202),
         json_bytes: 0,
         wire_bytes: 100,
         duration: Duration::ZERO,
-    });
+    }));
     let snap = ev.counters().snapshot();
     assert_eq!(
         snap.to_string(),

@@ -1,0 +1,218 @@
+//! Resuming a chunk handed back for a retry: what of it was accepted is remembered, so that
+//! its retry sends only what is still pending and nothing twice.
+//!
+//! The host re-sends the same bytes under the same tag, so a chunk is known by a hash of
+//! both ([`ChunkKey`], made once per flush and hashed only when something is remembered at
+//! all). The [`Memory`] of an instance holds one `done` flag per object of each chunk handed
+//! back, bounded by bytes and age.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most bytes of `done` flags remembered at once (one byte per object): 64 MiB, 64 million
+/// pending objects, far more than any filesystem backlog Fluent Bit retries at once.
+pub const MEMORY_BYTES: usize = 64 << 20;
+/// How long a chunk handed back for a retry is remembered: longer than Fluent Bit's longest
+/// scheduled retry wait (`scheduler.cap`, 2000 s by default) many times over.
+pub const MEMORY_TTL: Duration = Duration::from_secs(4 * 3600);
+
+/// The key of one flush's chunk: its tag and bytes, hashed once, on first use.
+#[derive(Debug)]
+pub struct ChunkKey<'a> {
+    tag: &'a str,
+    data: &'a [u8],
+    hash: OnceCell<u64>,
+}
+
+impl<'a> ChunkKey<'a> {
+    /// The key of the chunk `data` of `tag` (nothing is hashed yet).
+    pub fn new(tag: &'a str, data: &'a [u8]) -> ChunkKey<'a> {
+        ChunkKey {
+            tag,
+            data,
+            hash: OnceCell::new(),
+        }
+    }
+
+    /// The chunk's tag.
+    pub fn tag(&self) -> &'a str {
+        self.tag
+    }
+
+    /// The hash of tag and bytes, made on the first call.
+    fn hash(&self) -> u64 {
+        *self.hash.get_or_init(|| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.tag.hash(&mut h);
+            self.data.hash(&mut h);
+            h.finish()
+        })
+    }
+}
+
+/// Delivery state of chunks handed back for a retry, keyed by their content.
+///
+/// Bounded by bytes of flags ([`MEMORY_BYTES`]) and age ([`MEMORY_TTL`]), not by a count of
+/// chunks: a sustained 429 over a large filesystem backlog keeps every retrying chunk's entry,
+/// so no retry re-sends what was accepted. Only when the flags of the chunks waiting exceed
+/// the byte bound is the oldest entry forgotten (its retry then sends the whole chunk again).
+#[derive(Debug)]
+pub struct Memory {
+    chunks: Mutex<Remembered>,
+    max_bytes: usize,
+    ttl: Duration,
+}
+
+/// The entries and the bytes of flags they hold.
+#[derive(Debug, Default)]
+struct Remembered {
+    map: HashMap<u64, (Instant, Vec<bool>)>,
+    bytes: usize,
+}
+
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory::with_bounds(MEMORY_BYTES, MEMORY_TTL)
+    }
+}
+
+
+impl Memory {
+    /// A memory holding at most `max_bytes` of flags, each entry for at most `ttl`.
+    pub fn with_bounds(max_bytes: usize, ttl: Duration) -> Memory {
+        Memory {
+            chunks: Mutex::default(),
+            max_bytes,
+            ttl,
+        }
+    }
+
+    /// True when nothing is remembered (then no chunk needs hashing).
+    fn is_empty(&self) -> bool {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .is_empty()
+    }
+
+    /// True when flags are remembered for the chunk of `key` (one handed back for a retry).
+    /// The chunk is not hashed while nothing at all is remembered (the common case).
+    pub fn contains(&self, key: &ChunkKey<'_>) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let hash = key.hash();
+        let r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        r.map.contains_key(&hash)
+    }
+
+    /// Takes the flags remembered for the chunk of `key` if they describe `objects` objects.
+    pub fn take(&self, key: &ChunkKey<'_>, objects: usize) -> Option<Vec<bool>> {
+        if self.is_empty() {
+            return None;
+        }
+        let hash = key.hash();
+        let mut r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, flags) = r.map.remove(&hash)?;
+        r.bytes -= flags.len();
+        (flags.len() == objects).then_some(flags)
+    }
+
+    /// Remembers the flags of a chunk that will be retried.
+    pub fn put(&self, key: &ChunkKey<'_>, flags: Vec<bool>) {
+        self.put_at(key.hash(), flags, Instant::now());
+    }
+
+    /// [`Memory::put`] of the chunk hashed `key` at time `now`: forgets entries older than the age bound, then the
+    /// oldest ones while the flags would exceed the byte bound.
+    fn put_at(&self, key: u64, flags: Vec<bool>, now: Instant) {
+        let mut r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let ttl = self.ttl;
+        r.map
+            .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
+        r.map.remove(&key);
+        r.bytes = r.map.values().map(|(_, f)| f.len()).sum();
+        while r.bytes + flags.len() > self.max_bytes {
+            let Some(oldest) = r.map.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k) else {
+                break;
+            };
+            if let Some((_, old)) = r.map.remove(&oldest) {
+                r.bytes -= old.len();
+            }
+        }
+        r.bytes += flags.len();
+        r.map.insert(key, (now, flags));
+    }
+
+    #[cfg(test)]
+    /// Number of chunks remembered.
+    pub fn len(&self) -> usize {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_keeps_every_retrying_chunk_within_its_byte_bound() {
+        let m = Memory::default();
+        let data: Vec<[u8; 8]> = (0..1001u64).map(u64::to_le_bytes).collect();
+        let key = |k: usize| ChunkKey::new("t", &data[k]);
+        assert!(!m.contains(&key(0)));
+        // A sustained 429 over a backlog of 1000 chunks of 1000 objects: every entry kept.
+        for k in 0..1000 {
+            m.put(&key(k), vec![k % 2 == 0; 1000]);
+        }
+        assert_eq!(m.len(), 1000);
+        assert!(m.contains(&key(0)) && m.contains(&key(999)) && !m.contains(&key(1000)));
+        assert_eq!(m.take(&key(0), 1000), Some(vec![true; 1000]));
+        assert!(!m.contains(&key(0)));
+        assert_eq!(m.take(&key(1), 999), None, "the flags must describe the chunk");
+        assert_eq!(m.take(&key(1), 1000), None, "taken once");
+        assert_eq!(m.len(), 998);
+    }
+
+    #[test]
+    fn memory_forgets_the_oldest_over_its_bytes_and_the_old_after_its_age() {
+        let m = Memory::with_bounds(10, Duration::from_secs(100));
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        m.put_at(1, vec![false; 4], at(0));
+        m.put_at(2, vec![false; 4], at(1));
+        m.put_at(3, vec![false; 4], at(2)); // 12 bytes > 10: the oldest (1) goes
+        let taken = |k: u64, n: usize| {
+            let mut r = m.chunks.lock().unwrap();
+            let flags = r.map.remove(&k).map(|(_, f)| f);
+            r.bytes -= flags.as_ref().map_or(0, Vec::len);
+            flags.filter(|f| f.len() == n)
+        };
+        assert_eq!(m.len(), 2);
+        assert_eq!(taken(1, 4), None);
+        m.put_at(4, vec![true; 2], at(150)); // 2 and 3 are over 100 s old
+        assert_eq!(m.len(), 1);
+        assert_eq!(taken(4, 2), Some(vec![true; 2]));
+        // Replacing an entry does not count its old flags.
+        m.put_at(5, vec![false; 8], at(151));
+        m.put_at(5, vec![true; 8], at(152));
+        assert_eq!(taken(5, 8), Some(vec![true; 8]));
+        assert_eq!(m.chunks.lock().unwrap().bytes, 0);
+    }
+
+    #[test]
+    fn the_key_depends_on_tag_and_bytes() {
+        let k = |t, d| ChunkKey::new(t, d).hash();
+        assert_eq!(k("a", b"xy"), k("a", b"xy"));
+        assert_ne!(k("a", b"xy"), k("b", b"xy"));
+        assert_ne!(k("a", b"xy"), k("a", b"xz"));
+    }
+}

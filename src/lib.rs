@@ -76,9 +76,11 @@ pub mod internals {
     pub mod map {
         pub use crate::encode::map::*;
     }
-    /// The `[OUTPUT]` options and the validated `Config` (see `src/options.rs`).
+    /// The `[OUTPUT]` options and the validated `Config`, with the parsers of single values
+    /// (see `src/config/options.rs`, `src/config/values.rs`).
     pub mod options {
         pub use crate::config::options::*;
+        pub use crate::config::values::*;
     }
 }
 

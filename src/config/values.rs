@@ -1,6 +1,4 @@
-//! One option value at a time: the parsers of durations, booleans, URLs, tag and probe lists,
-//! the value types that keep a secret out of `Debug` (API key, proxy, CA certificates), and how
-//! a refused value is echoed.
+//! The parsers of single option values, their secret-keeping types, and a refused value's echo.
 
 use std::fmt;
 use std::time::Duration;

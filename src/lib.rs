@@ -68,7 +68,8 @@ pub mod internals {
     pub mod compress {
         pub use crate::encode::body::*;
     }
-    /// Chunk bytes -> records (see `src/decode.rs`).
+    /// Chunk bytes -> records, and the msgpack reader under them (see `src/encode/decode.rs`,
+    /// `src/encode/decode/msgpack.rs`).
     pub mod decode {
         pub use crate::encode::decode::*;
     }

@@ -68,7 +68,8 @@ pub mod internals {
     pub mod compress {
         pub use crate::encode::body::*;
     }
-    /// Chunk bytes -> records (see `src/decode.rs`).
+    /// Chunk bytes -> records, and the msgpack reader under them (see `src/encode/decode.rs`,
+    /// `src/encode/decode/msgpack.rs`).
     pub mod decode {
         pub use crate::encode::decode::*;
     }
@@ -76,9 +77,11 @@ pub mod internals {
     pub mod map {
         pub use crate::encode::map::*;
     }
-    /// The `[OUTPUT]` options and the validated `Config` (see `src/options.rs`).
+    /// The `[OUTPUT]` options and the validated `Config`, with the parsers of single values
+    /// (see `src/config/options.rs`, `src/config/values.rs`).
     pub mod options {
         pub use crate::config::options::*;
+        pub use crate::config::values::*;
     }
 }
 

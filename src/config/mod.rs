@@ -1,5 +1,6 @@
-//! What the `[OUTPUT]` section says: the option table and its value parsers, and the Datadog
-//! sites.
+//! What the `[OUTPUT]` section says: the option table (`options`), the parsers of single
+//! values (`values`), and the Datadog sites.
 
 pub(crate) mod options;
 pub(crate) mod sites;
+pub(crate) mod values;

@@ -249,7 +249,8 @@ impl Instance {
         if let SiteState::Ready { url, site } = self.resolver.state() {
             return Ok((url, site));
         }
-        self.resolver.start(self.client.clone(), self.events.clone());
+        self.resolver
+            .start(self.client.clone(), self.events.clone());
         match self.resolver.wait_state(self.config.timeout) {
             SiteState::Ready { url, site } => Ok((url, site)),
             SiteState::Pending => {

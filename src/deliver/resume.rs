@@ -79,7 +79,6 @@ impl Default for Memory {
     }
 }
 
-
 impl Memory {
     /// A memory holding at most `max_bytes` of flags, each entry for at most `ttl`.
     pub fn with_bounds(max_bytes: usize, ttl: Duration) -> Memory {
@@ -177,7 +176,11 @@ mod tests {
         assert!(m.contains(&key(0)) && m.contains(&key(999)) && !m.contains(&key(1000)));
         assert_eq!(m.take(&key(0), 1000), Some(vec![true; 1000]));
         assert!(!m.contains(&key(0)));
-        assert_eq!(m.take(&key(1), 999), None, "the flags must describe the chunk");
+        assert_eq!(
+            m.take(&key(1), 999),
+            None,
+            "the flags must describe the chunk"
+        );
         assert_eq!(m.take(&key(1), 1000), None, "taken once");
         assert_eq!(m.len(), 998);
     }

@@ -453,8 +453,8 @@ mod tests {
 
     #[test]
     fn encoded_batches_keep_their_body_and_give_their_json_buffer_on() {
-        use crate::config::options::Config;
         use crate::config::options::Compression;
+        use crate::config::options::Config;
         let cfg = Config::from_lookup(
             |k| (k == "apikey").then(|| "0123456789abcdef0123456789abcdef".into()),
             |_| None,

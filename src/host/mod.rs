@@ -25,7 +25,8 @@ mod bindings;
 use crate::config::options::{Config, OPTIONS};
 use crate::deliver::verdict::Verdict;
 use crate::instance::Instance;
-use crate::observe::log::{self, Level};
+use crate::observe::events::{HostEvent, host_event};
+use crate::observe::log;
 use crate::observe::metrics::Metrics;
 use api::{Cmt, host_logger};
 use bindings::{
@@ -62,12 +63,12 @@ fn guard(what: &str, on_panic: c_int, f: impl FnOnce() -> c_int) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(code) => code,
         Err(_) => {
-            log::write(
-                Level::Error,
+            host_event(
                 "datadog_logs",
-                &format!(
-                    "internal error in {what} (panic caught); returning {on_panic} to Fluent Bit"
-                ),
+                HostEvent::PanicCaught {
+                    what,
+                    code: on_panic,
+                },
             );
             on_panic
         }
@@ -89,7 +90,13 @@ fn install_panic_hook() {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            log::write(Level::Error, "datadog_logs", &format!("panic: {msg}{at}"));
+            host_event(
+                "datadog_logs",
+                HostEvent::PanicMessage {
+                    message: &msg,
+                    at: &at,
+                },
+            );
         }));
     });
 }
@@ -177,11 +184,7 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
             INIT_COUNT.fetch_add(1, Ordering::Relaxed)
         );
         if plugin.is_null() {
-            log::write(
-                Level::Error,
-                &name,
-                "FLBPluginInit called without a plugin struct",
-            );
+            host_event(&name, HostEvent::NoPluginStruct);
             return FLB_ERROR;
         }
         // SAFETY: the host passes a valid plugin struct; its first four members are stable.
@@ -193,11 +196,7 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
             unsafe { (*api).output_get_property }
         };
         let (Some(get), false) = (get, context.is_null()) else {
-            log::write(
-                Level::Error,
-                &name,
-                "the host passed no property getter or context; cannot start",
-            );
+            host_event(&name, HostEvent::NoPropertyGetter);
             return FLB_ERROR;
         };
         route_host_log(api as *const c_void, o_ins as *mut c_void, &name);
@@ -229,7 +228,12 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
         let config = match config {
             Ok(c) => c,
             Err(e) => {
-                log::write(Level::Error, &name, &e.to_string());
+                host_event(
+                    &name,
+                    HostEvent::BadOption {
+                        error: &e.to_string(),
+                    },
+                );
                 return FLB_ERROR;
             }
         };
@@ -240,7 +244,7 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
                 &name,
             ))),
             Err(e) => {
-                log::write(Level::Error, &name, &format!("cannot start: {e}"));
+                host_event(&name, HostEvent::CannotStart { error: &e });
                 return FLB_ERROR;
             }
         };
@@ -269,11 +273,7 @@ pub unsafe extern "C" fn FLBPluginFlushCtx(
 ) -> c_int {
     guard("FLBPluginFlushCtx", FLB_RETRY, || {
         let Some(inst) = lookup(ctx) else {
-            log::write(
-                Level::Error,
-                "datadog_logs",
-                "flush for an unknown or closed instance; the chunk will be retried",
-            );
+            host_event("datadog_logs", HostEvent::UnknownFlush);
             return FLB_RETRY;
         };
         let chunk: &[u8] = if data.is_null() || len == 0 {
@@ -304,11 +304,7 @@ pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
             // Fluent Bit 1.9 passes the same (last) context to every instance's exit and
             // will not call again for the others.
             Exiting::Closed => shutdown(take_all()),
-            Exiting::Unknown => log::write(
-                Level::Warn,
-                "datadog_logs",
-                "exit for a context this plugin never issued; no instance was stopped",
-            ),
+            Exiting::Unknown => host_event("datadog_logs", HostEvent::UnknownExit),
         }
         FLB_OK
     })
@@ -338,15 +334,7 @@ fn host_metrics(api: *const c_void, o_ins: *mut c_void, name: &str) -> Metrics {
         Ok(cmt) => Metrics::new(&cmt, name),
         Err(why) => {
             static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                log::write(
-                    Level::Info,
-                    name,
-                    &format!(
-                        "metrics are not available on this host ({why}); logs are delivered as usual"
-                    ),
-                )
-            });
+            SAID.call_once(|| host_event(name, HostEvent::NoMetrics { why: &why }));
             Metrics::disabled()
         }
     }

@@ -1,5 +1,6 @@
-//! Everything that happens to a chunk, as events: each writes its own log line and counts
-//! itself, here and nowhere else.
+//! Everything that happens to a chunk or an instance, as events: each writes its own log line
+//! and counts itself, here and nowhere else ([`HostEvent`] for what the host boundary meets
+//! outside an instance's work).
 //!
 //! An [`Event`] goes to [`Events::emit`] (instance-wide) or [`FlushEvents::emit`] (during a
 //! flush, which also counts it in the flush's own [`Counters`] for the flush's debug line).
@@ -565,6 +566,83 @@ fn rejection_line(
         line.push_str(". The request had no valid API key: check `apikey`");
     }
     line
+}
+
+/// What the host boundary meets outside an instance's work (loading, Init before the
+/// instance exists, calls for an unknown instance, panics): each writes one line.
+#[derive(Clone, Debug)]
+pub enum HostEvent<'a> {
+    /// A panic was caught at the boundary of `what`; Fluent Bit gets `code`.
+    PanicCaught {
+        /// The exported function.
+        what: &'a str,
+        /// The return code given instead.
+        code: i32,
+    },
+    /// A panic's message and place (the panic hook; the key is redacted by the writer).
+    PanicMessage {
+        /// The message.
+        message: &'a str,
+        /// ` at file:line`, or empty.
+        at: &'a str,
+    },
+    /// Init was called without a plugin struct.
+    NoPluginStruct,
+    /// Init was called without a property getter or context.
+    NoPropertyGetter,
+    /// A bad option: its error names the option, the value and what is accepted.
+    BadOption {
+        /// The error's text.
+        error: &'a str,
+    },
+    /// The instance could not be made.
+    CannotStart {
+        /// Why.
+        error: &'a str,
+    },
+    /// A flush for an instance this plugin does not know (or that exited).
+    UnknownFlush,
+    /// An exit for a context this plugin never issued.
+    UnknownExit,
+    /// The host has no metrics API (Fluent Bit 1.9, or symbols missing).
+    NoMetrics {
+        /// Why.
+        why: &'a str,
+    },
+}
+
+/// Writes the line of `event`, as instance `name` (`datadog_logs` when there is none yet).
+pub fn host_event(name: &str, event: HostEvent) {
+    let (level, line) = match event {
+        HostEvent::PanicCaught { what, code } => (
+            Level::Error,
+            format!("internal error in {what} (panic caught); returning {code} to Fluent Bit"),
+        ),
+        HostEvent::PanicMessage { message, at } => (Level::Error, format!("panic: {message}{at}")),
+        HostEvent::NoPluginStruct => (
+            Level::Error,
+            "FLBPluginInit called without a plugin struct".to_string(),
+        ),
+        HostEvent::NoPropertyGetter => (
+            Level::Error,
+            "the host passed no property getter or context; cannot start".to_string(),
+        ),
+        HostEvent::BadOption { error } => (Level::Error, error.to_string()),
+        HostEvent::CannotStart { error } => (Level::Error, format!("cannot start: {error}")),
+        HostEvent::UnknownFlush => (
+            Level::Error,
+            "flush for an unknown or closed instance; the chunk will be retried".to_string(),
+        ),
+        HostEvent::UnknownExit => (
+            Level::Warn,
+            "exit for a context this plugin never issued; no instance was stopped".to_string(),
+        ),
+        HostEvent::NoMetrics { why } => (
+            Level::Info,
+            format!("metrics are not available on this host ({why}); logs are delivered as usual"),
+        ),
+    };
+    log::write(level, name, &line);
 }
 
 /// The advice for a site name: its short name when it is a Datadog site.

@@ -7,7 +7,7 @@
 //! (no copy), runs decode -> map -> batch -> send, and hands back the [`Verdict`] (which
 //! only [`crate::host`] turns into Fluent Bit's return code).
 //!
-//! After the verdict, the worker does what it calls for: it remembers a chunk handed back
+//! After the verdict, the instance does what it calls for: it remembers a chunk handed back
 //! for its retry, asks auto-detection where a key refused with 403 is valid, and emits
 //! the events that write the lines.
 

@@ -6,18 +6,22 @@
 //!
 //! ## The layers, in the order a record goes through them
 //!
-//! - `host`: the `FLBPlugin*` exports, the panic guard, the instance registry and the host's
-//!   optional API (logger, cmetrics), with `host::bindings`; the only unsafe code.
+//! Each layer imports only the layers below it (in this list, those after it):
+//! - `host`: the `FLBPlugin*` exports, the panic guard and the instance registry (`mod.rs`),
+//!   the host's optional API, logger and cmetrics (`api`), and `bindings`; the only unsafe code.
 //! - `instance`: one `[OUTPUT]` instance; its flush runs on a thread with a normal stack and
-//!   goes site -> encode -> deliver -> verdict -> events.
-//! - `detect`: which Datadog site the flush sends to, or the search for the key's site.
-//! - `encode`: chunk bytes -> records (`decode`) -> Datadog objects (`map`, strings by `json`)
-//!   -> requests of at most 1000 objects and 5 MB (`batch`), each compressed (`body`).
-//! - `deliver`: the HTTP client over rustls (`client`, `tls`), bounded 400/413 splitting and
-//!   the memory of accepted requests (`split`), and the pure `verdict`: OK, RETRY or ERROR.
+//!   goes site -> encode -> resume -> deliver -> verdict -> events.
+//! - `detect`: the instance's `SiteState`: the configured site, or the search for the key's.
 //! - `observe`: every log line and counter (`events`), the host's metrics (`metrics`),
 //!   Fluent Bit-style lines with secrets redacted (`log`).
-//! - `config`: the option table -> a validated `Config` (`options`); the Datadog sites.
+//! - `deliver`: the HTTP client over rustls (`client`, `tls`), sending a chunk's batches with
+//!   bounded 400/413 splitting (`split`), what a retried chunk already delivered (`resume`),
+//!   and the pure `verdict`: OK, RETRY or ERROR.
+//! - `encode`: chunk bytes -> records (`decode`) -> Datadog objects (`map`, strings by `json`)
+//!   -> batches of at most 1000 objects and 5 MB (`batch`), each a request body made by the
+//!   instance's `Encoder` (`body`: the codec and the zstd -> gzip fallback).
+//! - `config`: the option table -> a validated `Config` (`options`, one value's parsers in
+//!   `values`); the Datadog sites (`sites`).
 //!
 //! ## Contracts
 //!
@@ -31,12 +35,11 @@
 //!   and the example configurations are checked against it (`tests/readme_options.rs`,
 //!   `tests/examples.rs`).
 //! - **The log lines**: Fluent Bit's format, `[time] [level] [output:datadog_logs:NAME] text`;
-//!   each line's text is written in one place, `src/observe/events.rs` (and the Init lines in
-//!   `src/instance.rs`), which tests assert. The threshold is the instance's `Log_Level` on
+//!   each line's text is written in one place, `src/observe/events.rs`, which tests assert. The threshold is the instance's `Log_Level` on
 //!   Fluent Bit >= 2.0, or `FLUENT_BIT_DATADOG_LOG_LEVEL`.
 //! - **The metrics**: `fluentbit_datadog_logs_*`, defined in `src/observe/metrics.rs`.
 //! - **The mock intake's control API** (`POST /mock/rules`, `POST /mock/reset`,
-//!   `GET /mock/received`, `GET /mock/health`): `mock-intake/src/main.rs`, used by the tests
+//!   `GET /mock/received`, `GET /mock/health`): `mock-intake/`, used by the tests
 //!   through `test-support`.
 //!
 //! Every module is private to the crate. [`internals`] is the one surface for the crate's own
@@ -60,11 +63,11 @@ mod observe;
 ///
 /// Fluent Bit uses only the C interface; nothing here is a stable API.
 pub mod internals {
-    /// Objects -> requests within Datadog's limits (see `src/batch.rs`).
+    /// Objects -> batches within Datadog's limits (see `src/encode/batch.rs`).
     pub mod batch {
         pub use crate::encode::batch::*;
     }
-    /// Request bodies compressed with zstd or gzip (see `src/compress.rs`).
+    /// Request bodies: the encoder, zstd and gzip (see `src/encode/body.rs`).
     pub mod compress {
         pub use crate::encode::body::*;
     }
@@ -73,7 +76,7 @@ pub mod internals {
     pub mod decode {
         pub use crate::encode::decode::*;
     }
-    /// Record -> one Datadog log object (see `src/map/mod.rs`).
+    /// Record -> one Datadog log object (see `src/encode/map/mod.rs`).
     pub mod map {
         pub use crate::encode::map::*;
     }

@@ -1,7 +1,7 @@
 //! The verdict of one flush: OK, RETRY or ERROR with its reason, decided in one place.
 //!
 //! [`verdict`] is a pure function of what the flush found (a [`FlushReport`]): no I/O, no
-//! logging, no counting. What follows from the verdict happens elsewhere: the worker
+//! logging, no counting. What follows from the verdict happens elsewhere: the instance
 //! remembers a partly delivered chunk and explains a 403, the events write the lines and
 //! count, and only the host module turns the verdict into Fluent Bit's return code.
 //!

@@ -65,26 +65,33 @@ mod observe;
 pub mod internals {
     /// Objects -> batches within Datadog's limits (see `src/encode/batch.rs`).
     pub mod batch {
-        pub use crate::encode::batch::*;
+        pub use crate::encode::batch::{
+            Batch, Batcher, BuildStats, MAX_BYTES, MAX_OBJECTS, build, build_encoded, recycle,
+        };
     }
     /// Request bodies: the encoder, zstd and gzip (see `src/encode/body.rs`).
     pub mod compress {
-        pub use crate::encode::body::*;
+        pub use crate::encode::body::{Codec, Compressors, Encoded, Encoder, decode, gzip, zstd};
     }
     /// Chunk bytes -> records, and the msgpack reader under them (see `src/encode/decode.rs`,
     /// `src/encode/decode/msgpack.rs`).
     pub mod decode {
-        pub use crate::encode::decode::*;
+        pub use crate::encode::decode::{
+            GROUP_END, GROUP_START, Item, Reader, Record, Timestamp, Value, chunk, count,
+        };
     }
     /// Record -> one Datadog log object (see `src/encode/map/mod.rs`).
     pub mod map {
-        pub use crate::encode::map::*;
+        pub use crate::encode::map::{
+            MAX_DEPTH, MAX_LOG_BYTES, Mapped, Mapper, NESTING_MARKER, Scratch, TRUNCATION_MARKER,
+        };
     }
-    /// The `[OUTPUT]` options and the validated `Config`, with the parsers of single values
-    /// (see `src/config/options.rs`, `src/config/values.rs`).
+    /// The `[OUTPUT]` options and the validated `Config` (see `src/config/options.rs`).
     pub mod options {
-        pub use crate::config::options::*;
-        pub use crate::config::values::*;
+        pub use crate::config::options::{
+            Compression, Config, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
+            OPTIONS, OptionSpec, option,
+        };
     }
 }
 

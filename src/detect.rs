@@ -24,17 +24,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Longest one probe request may take (shorter when `timeout` is shorter).
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// First pause before probing again after a round without a site.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest pause between two probe rounds.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// The backoff under the test option `site_probe`, so tests of re-probing stay short.
 const TEST_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(400));
 
 /// A site that can be probed: its name for messages, its API base and its intake URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Name for log lines and for the `site` advice (`ap1.datadoghq.com`).
     pub name: String,
     /// Where `/api/v1/validate` lives.
@@ -57,7 +57,7 @@ impl Candidate {
 ///
 /// A `site_probe` entry is `name=BASE` (one base URL serving both `/api/v1/validate` and
 /// `/api/v2/logs`) or `name=API_BASE|INTAKE_BASE` (two hosts, as Datadog has).
-pub fn candidates(cfg: &Config) -> Vec<Candidate> {
+pub(crate) fn candidates(cfg: &Config) -> Vec<Candidate> {
     match &cfg.probe_override {
         Some(list) => list
             .iter()
@@ -77,7 +77,7 @@ pub fn candidates(cfg: &Config) -> Vec<Candidate> {
 
 /// Where the instance's site stands: where flushes go, once known.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SiteState {
+pub(crate) enum SiteState {
     /// Send here; `site` names it for messages.
     Ready {
         /// Intake URL.
@@ -93,7 +93,7 @@ pub enum SiteState {
 
 /// The probe's verdict over a set of candidates.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// The first candidate (in list order) that accepted the key.
     Found(Candidate),
     /// Every candidate refused the key.
@@ -117,7 +117,7 @@ fn combine(validate: Validation, intake: Validation) -> Validation {
 
 /// Asks every candidate at once, through its API and its intake, whether it accepts the key.
 /// Takes at most `timeout` (each request is bounded by it; all run in parallel).
-pub fn probe(client: &Client, list: &[Candidate], timeout: Duration) -> Probe {
+pub(crate) fn probe(client: &Client, list: &[Candidate], timeout: Duration) -> Probe {
     let answers: Vec<Validation> = std::thread::scope(|s| {
         let handles: Vec<_> = list
             .iter()
@@ -171,7 +171,7 @@ struct State {
 
 /// Resolves and holds the instance's target.
 #[derive(Debug)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     state: Mutex<State>,
     changed: Condvar,
     candidates: Vec<Candidate>,
@@ -184,7 +184,7 @@ pub struct Resolver {
 
 impl Resolver {
     /// Builds the resolver; a configured site or endpoint is ready at once.
-    pub fn new(cfg: &Config) -> Resolver {
+    pub(crate) fn new(cfg: &Config) -> Resolver {
         let target = match &cfg.destination {
             Destination::Site(s) => SiteState::Ready {
                 url: s.intake_url(),
@@ -219,14 +219,14 @@ impl Resolver {
     }
 
     /// Where the site stands now.
-    pub fn state(&self) -> SiteState {
+    pub(crate) fn state(&self) -> SiteState {
         self.lock().target.clone()
     }
 
     /// The state once auto-detection has an answer: waits while it is [`SiteState::Pending`],
     /// for at most `bound`, and not after [`Resolver::stop`]. Returns `Pending` only when the
     /// bound passed (or the instance is exiting) with the site still unknown.
-    pub fn wait_state(&self, bound: Duration) -> SiteState {
+    pub(crate) fn wait_state(&self, bound: Duration) -> SiteState {
         let st = self.wait_while(self.lock(), bound, |st| st.target == SiteState::Pending);
         st.target.clone()
     }
@@ -256,7 +256,7 @@ impl Resolver {
 
     /// Starts the probe loop unless the target is ready, the loop runs, or the instance exits.
     /// The loop probes until a site accepts the key, pausing with backoff between rounds.
-    pub fn start(self: &Arc<Self>, client: Arc<Client>, events: Arc<Events>) {
+    pub(crate) fn start(self: &Arc<Self>, client: Arc<Client>, events: Arc<Events>) {
         {
             let st = self.lock();
             if st.stopped || matches!(st.target, SiteState::Ready { .. }) {
@@ -351,7 +351,7 @@ impl Resolver {
 
     /// After a 403 from `site`: the name of another site where the key is valid (probed once,
     /// then cached), or `None` when it is valid nowhere or the probe had no answer.
-    pub fn explain_403(&self, client: &Client, site: &str) -> Option<String> {
+    pub(crate) fn explain_403(&self, client: &Client, site: &str) -> Option<String> {
         let mut cached = self.explained_403.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(answer) = cached.as_ref() {
             return answer.clone();
@@ -372,13 +372,13 @@ impl Resolver {
     }
 
     /// Ends waits in [`Resolver::wait_state`] and stops the probe loop after its round.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.lock().stopped = true;
         self.changed.notify_all();
     }
 
     /// Stops the probe loop and waits for it to end (a round is bounded by the probe timeout).
-    pub fn join(&self) {
+    pub(crate) fn join(&self) {
         self.stop();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {

@@ -11,11 +11,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Environment variable naming the fault.
-pub const FAULT_ENV: &str = "FLUENT_BIT_DATADOG_FAULT";
+pub(crate) const FAULT_ENV: &str = "FLUENT_BIT_DATADOG_FAULT";
 
 /// The fault named by [`FAULT_ENV`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// No fault.
     None,
     /// Every flush panics.
@@ -25,7 +25,7 @@ pub enum Fault {
 }
 
 /// Parses a [`FAULT_ENV`] value.
-pub fn parse(value: &str) -> Fault {
+pub(crate) fn parse(value: &str) -> Fault {
     match value.split_once(':') {
         None if value == "panic" => Fault::FlushPanic,
         Some(("send_panic", n)) => n.parse().map_or(Fault::None, Fault::SendPanic),
@@ -34,20 +34,20 @@ pub fn parse(value: &str) -> Fault {
 }
 
 /// The fault of this process, read once.
-pub fn configured() -> Fault {
+pub(crate) fn configured() -> Fault {
     static FAULT: OnceLock<Fault> = OnceLock::new();
     *FAULT.get_or_init(|| std::env::var(FAULT_ENV).map_or(Fault::None, |v| parse(&v)))
 }
 
 /// Called by a flush before its work: panics with `key` in the message under `panic`.
-pub fn before_flush(key: &str) {
+pub(crate) fn before_flush(key: &str) {
     if configured() == Fault::FlushPanic {
         panic!("injected fault for key {key}");
     }
 }
 
 /// Called before each request to the intake: panics on the N-th under `send_panic:N`.
-pub fn before_request() {
+pub(crate) fn before_request() {
     static REQUESTS: AtomicU64 = AtomicU64::new(0);
     if let Fault::SendPanic(n) = configured()
         && REQUESTS.fetch_add(1, Ordering::Relaxed) + 1 == n

@@ -35,11 +35,11 @@ const FLUSH_STACK: usize = 2 << 20;
 /// by a huge record (one of 2 MB with 350,000 keys grows them to tens of MB) are let go
 /// after the flush. Well above what ordinary records need, so a steady flow keeps its
 /// buffers (and their plan).
-pub const SCRATCH_KEEP: usize = 4 << 20;
+pub(crate) const SCRATCH_KEEP: usize = 4 << 20;
 
 /// The longest exit waits for requests already on the wire: Fluent Bit's default `Grace`
 /// (5 s), so the plugin's exit fits in the time the host gives its outputs to finish.
-pub const EXIT_WAIT_MAX: Duration = Duration::from_secs(5);
+pub(crate) const EXIT_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// Buffers one flush thread works with, kept between flushes so a steady flow allocates
 /// nothing new: the mapper's scratch space and emptied JSON payload buffers.
@@ -50,7 +50,7 @@ struct Buffers {
 }
 
 /// Everything one `[OUTPUT]` section owns.
-pub struct Instance {
+pub(crate) struct Instance {
     name: Arc<str>,
     config: Config,
     mapper: Mapper,
@@ -82,7 +82,7 @@ impl std::fmt::Debug for Instance {
 impl Instance {
     /// Creates the instance: HTTP client, mapping, and (when no site is given) the background
     /// site probe. Called on the thread that runs Init.
-    pub fn new(config: Config, name: &str) -> Result<Instance, String> {
+    pub(crate) fn new(config: Config, name: &str) -> Result<Instance, String> {
         log::add_secret(config.api_key.expose());
         let (client, roots) = Client::new(&config)?;
         let client = Arc::new(client);
@@ -124,7 +124,7 @@ impl Instance {
 
     /// Gives the instance the host's metrics, showing the site at once when it is known.
     /// Its events feed them ([`crate::observe::events`] is the only place that counts).
-    pub fn with_metrics(self, metrics: Metrics) -> Instance {
+    pub(crate) fn with_metrics(self, metrics: Metrics) -> Instance {
         self.events.set_metrics(metrics);
         if let SiteState::Ready { site, .. } = self.resolver.state() {
             self.events.emit(Event::SiteInUse { site: &site });
@@ -133,18 +133,18 @@ impl Instance {
     }
 
     /// The host's metrics of this instance.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         self.events.metrics()
     }
 
     /// The instance's name in log lines (`datadog_logs.0`).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Delivers one chunk and returns the verdict. Safe to call from several threads at once;
     /// the work runs on a separate thread with a normal stack.
-    pub fn flush(&self, data: &[u8], tag: &str) -> Verdict {
+    pub(crate) fn flush(&self, data: &[u8], tag: &str) -> Verdict {
         let verdict = self.flush_on_thread(data, tag);
         self.events.emit(Event::Answered { verdict: &verdict });
         verdict
@@ -404,7 +404,7 @@ impl Instance {
     /// running send no further request (their unsent objects stay pending: RETRY), flushes
     /// waiting for the site stop waiting, and no probe starts. Idempotent; [`Instance::shutdown`]
     /// then waits for what is on the wire.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         self.client.close();
         self.resolver.stop();
@@ -413,7 +413,7 @@ impl Instance {
     /// Begins the shutdown, waits up to `wait` for flushes in flight (only requests already
     /// on the wire are left to finish), joins the probe thread, and writes the summary line.
     /// Idempotent.
-    pub fn shutdown(&self, wait: Duration) {
+    pub(crate) fn shutdown(&self, wait: Duration) {
         if self.exited.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -440,7 +440,7 @@ impl Instance {
     /// How long exit waits for requests already on the wire: the request timeout, at most
     /// [`EXIT_WAIT_MAX`] (Fluent Bit's default `Grace`). Nothing new is sent once exit began,
     /// so one request's time is all there is to wait for, however many batches a flush had.
-    pub fn exit_wait(&self) -> Duration {
+    pub(crate) fn exit_wait(&self) -> Duration {
         self.config.timeout.min(EXIT_WAIT_MAX)
     }
 }

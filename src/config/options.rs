@@ -35,9 +35,9 @@ pub const DEFAULT_GZIP_LEVEL: u32 = 3;
 /// Default of `max_concurrency`: requests of one flush in flight at once. Measured with
 /// scripts/bench.sh (7-request chunks, 50 ms intake): 1 -> 0.39 s a chunk, 4 -> 0.13 s,
 /// 8 -> 0.08 s (about one round trip) at the same CPU; a 2 MB chunk rarely needs more.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 8;
 /// Default whole-request timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How an option's value may appear in an [`OptionError`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

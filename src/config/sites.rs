@@ -15,7 +15,7 @@ pub struct Site {
 }
 
 /// Every Datadog site, commercial first; US1 is the default.
-pub const SITES: [Site; 9] = [
+pub(crate) const SITES: [Site; 9] = [
     site("us1", "datadoghq.com", false),
     site("us3", "us3.datadoghq.com", false),
     site("us5", "us5.datadoghq.com", false),
@@ -63,7 +63,7 @@ impl Site {
 }
 
 /// The accepted values of `site`, for error messages.
-pub fn accepted() -> String {
+pub(crate) fn accepted() -> String {
     let names: Vec<String> = SITES
         .iter()
         .map(|s| format!("{} ({})", s.domain, s.short))

@@ -23,7 +23,7 @@ impl Reject {
 
 /// Replaces the `user:password@` of every URL in `text` by `***@`, so a proxy or endpoint
 /// URL can be printed. Text without `://` is taken as one URL without its scheme.
-pub fn redact_url_userinfo(text: &str) -> String {
+pub(crate) fn redact_url_userinfo(text: &str) -> String {
     fn authority(rest: &str) -> String {
         let end = rest.find(['/', '?', '#', ',', ' ']).unwrap_or(rest.len());
         let (auth, tail) = rest.split_at(end);
@@ -127,7 +127,7 @@ impl fmt::Debug for CaCertificates {
 }
 
 /// Parses Fluent Bit's boolean words (`flb_utils_bool`): true/on/yes, false/off/no.
-pub fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "on" | "yes" => Some(true),
         "false" | "off" | "no" => Some(false),
@@ -136,7 +136,7 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// Parses a duration: `30s`, `500ms`, `2m`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim().to_ascii_lowercase();
     let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
         Some(i) => t.split_at(i),
@@ -157,7 +157,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Checks a base URL and appends `/api/v2/logs` unless it already has a path.
-pub fn endpoint_url(text: &str) -> Option<String> {
+pub(crate) fn endpoint_url(text: &str) -> Option<String> {
     let t = text.trim();
     let rest = t
         .strip_prefix("http://")
@@ -185,7 +185,7 @@ pub fn endpoint_url(text: &str) -> Option<String> {
 }
 
 /// Splits a comma-separated tag list, trimming blanks and dropping empty entries.
-pub fn split_tags(text: &str) -> Vec<String> {
+pub(crate) fn split_tags(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())

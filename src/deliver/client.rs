@@ -18,11 +18,11 @@ use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
 /// The `User-Agent` and origin version sent with every request.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What one request came to (see [`classify`] for the table).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// 2xx: the intake took the payload.
     Accepted,
     /// 400, 413 or 422: this payload will never be accepted as it is, but a part of it may be.
@@ -53,7 +53,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Adds a redirect's `Location` to a refused 3xx (other outcomes are returned as they are).
-    pub fn located(mut self, to: Option<&str>) -> Outcome {
+    pub(crate) fn located(mut self, to: Option<&str>) -> Outcome {
         if let Outcome::Refused {
             status: 300..=399,
             location,
@@ -68,7 +68,7 @@ impl Outcome {
 
 /// One request: its outcome, the bytes put on the wire and the round trip's duration.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Posted {
+pub(crate) struct Posted {
     /// What the intake (or the network) answered.
     pub outcome: Outcome,
     /// The HTTP status of the answer, or `None` when there was none (transport error).
@@ -82,7 +82,7 @@ pub struct Posted {
 impl Posted {
     /// A request that was not sent because its body could not be made (`reason`): a
     /// transient failure, so its objects stay pending and the chunk is retried.
-    pub fn unsent(reason: &str) -> Posted {
+    pub(crate) fn unsent(reason: &str) -> Posted {
         Posted {
             outcome: Outcome::Transient {
                 status: None,
@@ -97,7 +97,7 @@ impl Posted {
 
 /// The answer of a key-validation probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Validation {
+pub(crate) enum Validation {
     /// 200: the key belongs to this site.
     Valid,
     /// 401/403: the key is unknown here.
@@ -107,7 +107,7 @@ pub enum Validation {
 }
 
 /// The instance's HTTP client.
-pub struct Client {
+pub(crate) struct Client {
     agent: ureq::Agent,
     api_key: String,
     /// Set at exit: no new request or probe is started (see [`Client::close`]).
@@ -124,7 +124,7 @@ impl Client {
     /// Builds the agent: timeouts, connection pool, proxy and TLS trust (see [`crate::deliver::tls`])
     /// from `cfg`.
     /// Returns the client and a description of the trusted roots.
-    pub fn new(cfg: &Config) -> Result<(Client, &'static str), String> {
+    pub(crate) fn new(cfg: &Config) -> Result<(Client, &'static str), String> {
         let roots_note = crate::deliver::tls::trust_note(cfg);
         let proxy = match &cfg.proxy {
             Some(p) => Some(p.to_ureq()),
@@ -164,7 +164,7 @@ impl Client {
 
     /// POSTs one request's `body` (a JSON array of logs, encoded as it says) to `url`.
     /// Returns the outcome, the bytes put on the wire and the round trip's duration.
-    pub fn post(&self, url: &str, body: &Body<'_>) -> Posted {
+    pub(crate) fn post(&self, url: &str, body: &Body<'_>) -> Posted {
         let req = self
             .agent
             .post(url)
@@ -206,17 +206,17 @@ impl Client {
     /// At exit: from now on no new request is started (the flush loop checks
     /// [`Client::is_closing`] between requests, probes answer "unknown"); requests already
     /// on the wire finish within their timeout.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Release);
     }
 
     /// True once [`Client::close`] was called.
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
 
     /// Asks `GET <api_base>/api/v1/validate` whether the key belongs to that site.
-    pub fn validate(&self, api_base: &str, timeout: Duration) -> Validation {
+    pub(crate) fn validate(&self, api_base: &str, timeout: Duration) -> Validation {
         if self.is_closing() {
             return Validation::Unknown("the instance is exiting".into());
         }
@@ -239,7 +239,7 @@ impl Client {
     /// verdict: an intake that read the key might still refuse an empty array, but treating
     /// that as "accepted" could pick the wrong site, while "no verdict" only waits for the
     /// validate API or the next round.
-    pub fn probe_intake(&self, url: &str, timeout: Duration) -> Validation {
+    pub(crate) fn probe_intake(&self, url: &str, timeout: Duration) -> Validation {
         if self.is_closing() {
             return Validation::Unknown("the instance is exiting".into());
         }
@@ -283,7 +283,7 @@ fn validation(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> 
 /// | 400, 413, 422 | [`Outcome::PayloadRefused`] | splits the request (bounded); drops an object refused alone |
 /// | 3xx (redirects are not followed), 401, 403, 415 | [`Outcome::Refused`] | drops the chunk, unless some of it waits for a retry anyway |
 /// | other 4xx (404, 409, ...), 1xx, unknown | [`Outcome::Transient`] | keeps the objects for Fluent Bit's retry, as the Datadog Agent and Vector do |
-pub fn classify(status: u16, body: String) -> Outcome {
+pub(crate) fn classify(status: u16, body: String) -> Outcome {
     match status {
         200..=299 => Outcome::Accepted,
         400 | 413 | 422 => Outcome::PayloadRefused { status, body },
@@ -324,7 +324,7 @@ fn transport_reason(e: &ureq::Error) -> String {
 }
 
 /// The host part of a URL, for log lines.
-pub fn host_of(url: &str) -> &str {
+pub(crate) fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split(['/', '?']).next().unwrap_or(rest)
 }

@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 /// Most bytes of `done` flags remembered at once (one byte per object): 64 MiB, 64 million
 /// pending objects, far more than any filesystem backlog Fluent Bit retries at once.
-pub const MEMORY_BYTES: usize = 64 << 20;
+pub(crate) const MEMORY_BYTES: usize = 64 << 20;
 /// How long a chunk handed back for a retry is remembered: longer than Fluent Bit's longest
 /// scheduled retry wait (`scheduler.cap`, 2000 s by default) many times over.
-pub const MEMORY_TTL: Duration = Duration::from_secs(4 * 3600);
+pub(crate) const MEMORY_TTL: Duration = Duration::from_secs(4 * 3600);
 
 /// The key of one flush's chunk: its tag and bytes, hashed once, on first use.
 #[derive(Debug)]
-pub struct ChunkKey<'a> {
+pub(crate) struct ChunkKey<'a> {
     tag: &'a str,
     data: &'a [u8],
     hash: OnceCell<u64>,
@@ -29,7 +29,7 @@ pub struct ChunkKey<'a> {
 
 impl<'a> ChunkKey<'a> {
     /// The key of the chunk `data` of `tag` (nothing is hashed yet).
-    pub fn new(tag: &'a str, data: &'a [u8]) -> ChunkKey<'a> {
+    pub(crate) fn new(tag: &'a str, data: &'a [u8]) -> ChunkKey<'a> {
         ChunkKey {
             tag,
             data,
@@ -38,7 +38,7 @@ impl<'a> ChunkKey<'a> {
     }
 
     /// The chunk's tag.
-    pub fn tag(&self) -> &'a str {
+    pub(crate) fn tag(&self) -> &'a str {
         self.tag
     }
 
@@ -60,7 +60,7 @@ impl<'a> ChunkKey<'a> {
 /// so no retry re-sends what was accepted. Only when the flags of the chunks waiting exceed
 /// the byte bound is the oldest entry forgotten (its retry then sends the whole chunk again).
 #[derive(Debug)]
-pub struct Memory {
+pub(crate) struct Memory {
     chunks: Mutex<Remembered>,
     max_bytes: usize,
     ttl: Duration,
@@ -81,7 +81,7 @@ impl Default for Memory {
 
 impl Memory {
     /// A memory holding at most `max_bytes` of flags, each entry for at most `ttl`.
-    pub fn with_bounds(max_bytes: usize, ttl: Duration) -> Memory {
+    pub(crate) fn with_bounds(max_bytes: usize, ttl: Duration) -> Memory {
         Memory {
             chunks: Mutex::default(),
             max_bytes,
@@ -100,7 +100,7 @@ impl Memory {
 
     /// True when flags are remembered for the chunk of `key` (one handed back for a retry).
     /// The chunk is not hashed while nothing at all is remembered (the common case).
-    pub fn contains(&self, key: &ChunkKey<'_>) -> bool {
+    pub(crate) fn contains(&self, key: &ChunkKey<'_>) -> bool {
         if self.is_empty() {
             return false;
         }
@@ -110,7 +110,7 @@ impl Memory {
     }
 
     /// Takes the flags remembered for the chunk of `key` if they describe `objects` objects.
-    pub fn take(&self, key: &ChunkKey<'_>, objects: usize) -> Option<Vec<bool>> {
+    pub(crate) fn take(&self, key: &ChunkKey<'_>, objects: usize) -> Option<Vec<bool>> {
         if self.is_empty() {
             return None;
         }
@@ -122,7 +122,7 @@ impl Memory {
     }
 
     /// Remembers the flags of a chunk that will be retried.
-    pub fn put(&self, key: &ChunkKey<'_>, flags: Vec<bool>) {
+    pub(crate) fn put(&self, key: &ChunkKey<'_>, flags: Vec<bool>) {
         self.put_at(key.hash(), flags, Instant::now());
     }
 
@@ -149,7 +149,7 @@ impl Memory {
 
     #[cfg(test)]
     /// Number of chunks remembered.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.chunks
             .lock()
             .unwrap_or_else(|e| e.into_inner())

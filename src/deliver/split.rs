@@ -38,7 +38,7 @@ type Work<'a> = (&'a Batch, &'a mut [bool]);
 
 /// Something that happened while sending, told to the [`Route`]'s watcher as it happens.
 #[derive(Clone, Debug)]
-pub enum Step<'a> {
+pub(crate) enum Step<'a> {
     /// One request's round trip ended.
     Request {
         /// The HTTP status, or `None` when there was no answer.
@@ -72,7 +72,7 @@ pub enum Step<'a> {
 }
 
 /// Where one flush's requests go and what they go with.
-pub struct Route<'a> {
+pub(crate) struct Route<'a> {
     /// The instance's HTTP client.
     pub client: &'a Client,
     /// The instance's encoder (the codec of each body, the zstd -> gzip fallback).
@@ -87,18 +87,18 @@ pub struct Route<'a> {
 
 /// Single objects refused alone, with nothing of their batch accepted, after which the intake
 /// is taken to refuse every payload (see the module's rule).
-pub const EVERY_PART_SINGLES: u32 = 4;
+pub(crate) const EVERY_PART_SINGLES: u32 = 4;
 
 /// Requests a batch of `n` objects may spend on splitting a refused payload: what isolating
 /// three bad logs costs, and a margin (`6 * ceil(log2 n) + 4`).
-pub fn split_budget(n: usize) -> u32 {
+pub(crate) fn split_budget(n: usize) -> u32 {
     6 * n.max(1).next_power_of_two().trailing_zeros() + 4
 }
 
 /// Sends the pending objects of `batches` along `route`, updating `done` (one flag per
 /// object, in batch order). Batches run on up to `route.concurrency` threads; each request
 /// and each object accepted or dropped is a [`Step`] told to `route.watch`.
-pub fn deliver(route: &Route<'_>, batches: &[Batch], done: &mut [bool]) -> Delivery {
+pub(crate) fn deliver(route: &Route<'_>, batches: &[Batch], done: &mut [bool]) -> Delivery {
     let concurrency = route.concurrency;
     // Split `done` into one slice per batch, so each thread owns its flags.
     let mut slices: Vec<Work> = Vec::with_capacity(batches.len());

@@ -31,7 +31,7 @@ use ureq::unversioned::transport::{
 /// What the instance trusts, for the start-up log line. Cheap: the verifier itself (which
 /// parses every root) is made at the first TLS connection, so Init and plain-HTTP instances
 /// do not pay for it.
-pub fn trust_note(cfg: &Config) -> &'static str {
+pub(crate) fn trust_note(cfg: &Config) -> &'static str {
     if !cfg.tls_verify {
         "none: tls_verify is off"
     } else if cfg.tls_ca_file.is_some() {
@@ -112,7 +112,7 @@ fn webpki_verifier(
 /// certificate is still refused. The host name is then checked against the certificate, and
 /// handshake signatures are always checked.
 #[derive(Debug)]
-pub struct CaFileVerifier {
+pub(crate) struct CaFileVerifier {
     inner: Arc<dyn ServerCertVerifier>,
     listed: Vec<CertificateDer<'static>>,
 }
@@ -220,7 +220,7 @@ impl ServerCertVerifier for NoVerification {
 /// The last step of the agent's connector chain: wraps an `https` connection in rustls with
 /// the instance's [`ClientConfig`] (ureq's own rustls connector cannot take a verifier).
 #[derive(Debug)]
-pub struct TlsConnector {
+pub(crate) struct TlsConnector {
     settings: Settings,
     /// Made at the first TLS connection, then shared by all (a failure is not kept).
     config: OnceLock<Arc<ClientConfig>>,
@@ -228,7 +228,7 @@ pub struct TlsConnector {
 
 impl TlsConnector {
     /// A connector trusting what `cfg`'s TLS options say (see the module documentation).
-    pub fn new(cfg: &Config) -> TlsConnector {
+    pub(crate) fn new(cfg: &Config) -> TlsConnector {
         TlsConnector {
             settings: Settings {
                 verify: cfg.tls_verify,
@@ -288,7 +288,7 @@ impl<In: Transport> Connector<In> for TlsConnector {
 }
 
 /// An HTTP connection inside TLS, made by [`TlsConnector`].
-pub struct TlsTransport {
+pub(crate) struct TlsTransport {
     buffers: LazyBuffers,
     stream: StreamOwned<ClientConnection, TransportAdapter>,
 }

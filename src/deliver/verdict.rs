@@ -20,7 +20,7 @@
 
 /// A request that failed in a way a later attempt may not meet (408, 429, 5xx, network).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The HTTP status, or `None` when there was no answer.
     pub status: Option<u16>,
     /// What failed: `HTTP 503`, `timeout (...)`, `connection error: ...`.
@@ -30,7 +30,7 @@ pub struct Failure {
 /// A request the intake refused whatever it holds (401, 403, a redirect, ...), or a payload
 /// whose splitting ended in the conclusion that it is refused as a whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The HTTP status.
     pub status: u16,
     /// The start of the response body.
@@ -42,7 +42,7 @@ pub struct Refusal {
 impl Refusal {
     #[cfg(test)]
     /// A plain refusal of `status` with the start of its response `body`.
-    pub fn new(status: u16, body: String) -> Refusal {
+    pub(crate) fn new(status: u16, body: String) -> Refusal {
         Refusal {
             status,
             body,
@@ -53,7 +53,7 @@ impl Refusal {
 
 /// What the plugin concluded beyond a refusal's status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Detail {
+pub(crate) enum Detail {
     /// Nothing more than the status.
     #[default]
     None,
@@ -75,7 +75,7 @@ pub enum Detail {
 /// What sending a chunk's objects came to, as far as the verdict is concerned. What was
 /// accepted, dropped and sent is counted by the events as it happens.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// Objects still pending.
     pub pending: u64,
     /// The last transient failure (408, 429, 5xx, network), if any request met one.
@@ -108,7 +108,7 @@ impl Delivery {
 
 /// Everything the verdict depends on: what the flush found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FlushReport {
+pub(crate) enum FlushReport {
     /// Auto-detection had no answer for the key's site, even after the flush waited for it:
     /// nothing was sent.
     SitePending,
@@ -125,7 +125,7 @@ pub enum FlushReport {
 
 /// Why a chunk is handed back for Fluent Bit's retry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RetryReason {
+pub(crate) enum RetryReason {
     /// Auto-detection has not found the key's site yet, even after the flush waited for it.
     SitePending,
     /// No Datadog site accepts the key. The sites are asked again with backoff, so a
@@ -148,7 +148,7 @@ pub enum RetryReason {
 
 /// Why a chunk is dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ErrorReason {
+pub(crate) enum ErrorReason {
     /// The intake refuses every request (401, 403, ...) and nothing is worth retrying.
     Refused {
         /// The refusal.
@@ -160,7 +160,7 @@ pub enum ErrorReason {
 
 /// What a flush comes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Every object was accepted or dropped for good.
     Ok,
     /// The chunk is handed back for a later retry.
@@ -171,7 +171,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// `OK`, `RETRY` or `ERROR`, as in the debug line of a flush.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Verdict::Ok => "OK",
             Verdict::Retry(_) => "RETRY",
@@ -180,7 +180,7 @@ impl Verdict {
     }
 
     /// The refusal behind this verdict, if one was met (ERROR, or RETRY beside a refusal).
-    pub fn refusal(&self) -> Option<&Refusal> {
+    pub(crate) fn refusal(&self) -> Option<&Refusal> {
         match self {
             Verdict::Error(ErrorReason::Refused { refusal, .. })
             | Verdict::Retry(RetryReason::Undelivered {
@@ -193,7 +193,7 @@ impl Verdict {
 }
 
 /// Decides the verdict of a flush from its report (see the module's table).
-pub fn verdict(report: &FlushReport) -> Verdict {
+pub(crate) fn verdict(report: &FlushReport) -> Verdict {
     let (objects, d) = match report {
         FlushReport::SitePending => return Verdict::Retry(RetryReason::SitePending),
         FlushReport::SiteRefused => return Verdict::Retry(RetryReason::SiteRefused),

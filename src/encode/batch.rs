@@ -290,7 +290,7 @@ pub fn build_encoded(
 /// batch of a chunk of about 2 MB of msgpack (Fluent Bit's usual chunk size), so a steady flow
 /// allocates and frees no payload buffer: large blocks freed by the short-lived flush threads
 /// stay in their malloc arenas (see the module doc of `body`).
-pub const SPARE_BYTES: usize = 4 << 20;
+pub(crate) const SPARE_BYTES: usize = 4 << 20;
 
 /// Returns the JSON buffers of sent batches to `spare` for the next flush, up to
 /// [`SPARE_BYTES`] of capacity in all.

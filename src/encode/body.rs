@@ -70,10 +70,10 @@ pub struct Body<'a> {
 /// accepted yet, before a 400 is taken to be about the logs alone. Three: a poisoned log in
 /// the first batches still lets a later, clean part of the bisection show whether the intake
 /// takes zstd, and an intake that refuses everything costs at most three extra requests.
-pub const GZIP_CHECKS: u32 = 3;
+pub(crate) const GZIP_CHECKS: u32 = 3;
 
 /// Most idle output buffers kept for the next requests (never more than `max_concurrency`).
-pub const SPARE_OUTPUTS: usize = 8;
+pub(crate) const SPARE_OUTPUTS: usize = 8;
 /// An output buffer larger than this is not kept for the next request.
 const KEEP_OUTPUT: usize = 512 * 1024;
 

@@ -16,7 +16,8 @@
 mod msgpack;
 
 use msgpack::entries_of;
-pub use msgpack::{Entry, Error, Reader, Value, as_bytes, map_entries};
+pub(crate) use msgpack::{Entry, as_bytes, map_entries};
+pub use msgpack::{Reader, Value};
 
 /// Seconds field of an EventTime that marks the start of an OpenTelemetry group.
 pub const GROUP_START: u32 = 0xFFFF_FFFF;

@@ -21,7 +21,7 @@ use wide::u8x16;
 const PIECE: usize = 64 * 1024;
 
 /// Appends `s` as a JSON string, quotes included.
-pub fn escape(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn escape(out: &mut Vec<u8>, s: &str) {
     if s.len() <= PIECE {
         escape_piece(out, s);
         return;
@@ -207,7 +207,7 @@ fn plain_short(b: &[u8]) -> bool {
 }
 
 /// Appends bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
-pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
     // Most keys and many values are short plain ASCII: checking and copying them costs less
     // than the UTF-8 check and the SIMD escaper's set-up.
     if bytes.len() <= SHORT && plain_short(bytes) {

@@ -171,7 +171,7 @@ impl CmtFns {
 }
 
 /// An output instance's cmetrics context (`struct cmt *`) and the functions to fill it.
-pub struct Cmt {
+pub(super) struct Cmt {
     fns: Arc<CmtFns>,
     ctx: *mut c_void,
 }
@@ -185,7 +185,7 @@ enum Kind {
 }
 
 /// One metric created in the host's cmetrics context.
-pub struct CmtMetric {
+pub(super) struct CmtMetric {
     fns: Arc<CmtFns>,
     kind: Kind,
     ptr: *mut c_void,
@@ -273,17 +273,22 @@ impl Cmt {
     }
 
     /// `cmt_counter_create(ns, subsystem, name, help, label keys)`.
-    pub fn counter(&self, fqname: [&str; 3], help: &str, keys: &[&str]) -> Option<CmtMetric> {
+    pub(super) fn counter(
+        &self,
+        fqname: [&str; 3],
+        help: &str,
+        keys: &[&str],
+    ) -> Option<CmtMetric> {
         self.create(Kind::Counter, fqname, help, keys, &[])
     }
 
     /// `cmt_gauge_create(ns, subsystem, name, help, label keys)`.
-    pub fn gauge(&self, fqname: [&str; 3], help: &str, keys: &[&str]) -> Option<CmtMetric> {
+    pub(super) fn gauge(&self, fqname: [&str; 3], help: &str, keys: &[&str]) -> Option<CmtMetric> {
         self.create(Kind::Gauge, fqname, help, keys, &[])
     }
 
     /// `cmt_histogram_create` with the bucket upper bounds `buckets` (ascending, +Inf implied).
-    pub fn histogram(
+    pub(super) fn histogram(
         &self,
         fqname: [&str; 3],
         help: &str,
@@ -301,7 +306,7 @@ impl CmtMetric {
     /// Adds `value` (counter), sets it (gauge) or observes it (histogram) for the label
     /// values `labels`, at `timestamp` (nanoseconds since the epoch, as `cfl_time_now`).
     /// False when cmetrics refuses (wrong label count).
-    pub fn update(&self, timestamp: u64, value: f64, labels: &[&str]) -> bool {
+    pub(super) fn update(&self, timestamp: u64, value: f64, labels: &[&str]) -> bool {
         let mut vals = c_strings(labels);
         let f = match self.kind {
             Kind::Counter => self.fns.counter_add,

@@ -39,9 +39,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 /// The name `[OUTPUT]` sections use.
-pub const PLUGIN_NAME: &CStr = c"datadog_logs";
+pub(crate) const PLUGIN_NAME: &CStr = c"datadog_logs";
 /// The description `fluent-bit -h` prints.
-pub const PLUGIN_DESCRIPTION: &CStr =
+pub(crate) const PLUGIN_DESCRIPTION: &CStr =
     c"Send logs to Datadog (any site, batched, gzip, retries without duplicates)";
 
 /// Live instances; a context token is an index here plus one.
@@ -50,7 +50,7 @@ static INSTANCES: Mutex<Vec<Option<Arc<Instance>>>> = Mutex::new(Vec::new());
 static INIT_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Fluent Bit's return code for a flush's verdict: the only place the two meet.
-pub fn flush_code(verdict: &Verdict) -> c_int {
+pub(crate) fn flush_code(verdict: &Verdict) -> c_int {
     match verdict {
         Verdict::Ok => FLB_OK,
         Verdict::Retry(_) => FLB_RETRY,
@@ -151,7 +151,7 @@ fn shutdown(insts: Vec<Arc<Instance>>) {
 /// # Safety
 /// `def` must point to a writable `struct flb_plugin_proxy_def` of at least 32 bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn FLBPluginRegister(def: *mut flb_plugin_proxy_def) -> c_int {
+pub(crate) unsafe extern "C" fn FLBPluginRegister(def: *mut flb_plugin_proxy_def) -> c_int {
     guard("FLBPluginRegister", 0, || {
         if def.is_null() {
             return 0;
@@ -176,7 +176,7 @@ pub unsafe extern "C" fn FLBPluginRegister(def: *mut flb_plugin_proxy_def) -> c_
 /// `plugin` must point to the host's `struct flbgo_output_plugin` with a valid `api` table,
 /// `o_ins` and `context`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_int {
+pub(crate) unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_int {
     install_panic_hook();
     guard("FLBPluginInit", FLB_ERROR, || {
         let name = format!(
@@ -265,7 +265,7 @@ pub unsafe extern "C" fn FLBPluginInit(plugin: *mut flbgo_output_plugin) -> c_in
 /// `data` must point to `len` readable bytes (or be NULL with `len` 0) and `tag` to a
 /// NUL-terminated string (or be NULL), both valid for the duration of the call.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn FLBPluginFlushCtx(
+pub(crate) unsafe extern "C" fn FLBPluginFlushCtx(
     ctx: *mut c_void,
     data: *const c_void,
     len: usize,
@@ -297,7 +297,7 @@ pub unsafe extern "C" fn FLBPluginFlushCtx(
 /// # Safety
 /// `ctx` is only compared with the tokens this plugin handed out; any value is safe.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
+pub(crate) unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
     guard("FLBPluginExitCtx", FLB_OK, || {
         match take(ctx) {
             Exiting::Open(inst) => shutdown(vec![inst]),
@@ -312,7 +312,7 @@ pub unsafe extern "C" fn FLBPluginExitCtx(ctx: *mut c_void) -> c_int {
 
 /// Called at shutdown by hosts that do not use ExitCtx: stops every instance.
 #[unsafe(no_mangle)]
-pub extern "C" fn FLBPluginExit() -> c_int {
+pub(crate) extern "C" fn FLBPluginExit() -> c_int {
     guard("FLBPluginExit", FLB_OK, || {
         shutdown(take_all());
         FLB_OK

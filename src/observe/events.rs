@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// What auto-detection says about a key the configured site refused with 403.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyElsewhere {
+pub(crate) enum KeyElsewhere {
     /// Not asked (an explicit `endpoint` with no probe list).
     NotAsked,
     /// The key is valid on this site.
@@ -33,7 +33,7 @@ pub enum KeyElsewhere {
 /// Something that happened. Each variant writes its line (rate-limited where a flood is
 /// possible) and bumps its counters in `Events::record`.
 #[derive(Clone, Debug)]
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     /// Log records decoded from a chunk.
     RecordsDecoded {
         /// How many.
@@ -194,7 +194,7 @@ pub enum Event<'a> {
 
 /// The instance's events: its counters, its rate limiter and its name in log lines.
 #[derive(Debug)]
-pub struct Events {
+pub(crate) struct Events {
     name: std::sync::Arc<str>,
     limiter: RateLimiter,
     counters: Counters,
@@ -204,11 +204,11 @@ pub struct Events {
 }
 
 /// How often the same failure may be logged.
-pub const ERROR_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const ERROR_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Events {
     /// The events of instance `name`; repeated failure lines are written once per `interval`.
-    pub fn new(name: std::sync::Arc<str>, interval: Duration) -> Events {
+    pub(crate) fn new(name: std::sync::Arc<str>, interval: Duration) -> Events {
         Events {
             name,
             limiter: RateLimiter::new(interval),
@@ -220,23 +220,23 @@ impl Events {
 
     /// Feeds `metrics` from now on (the host's, given at Init).
     /// Only the first call counts (Init gives them once).
-    pub fn set_metrics(&self, metrics: Metrics) {
+    pub(crate) fn set_metrics(&self, metrics: Metrics) {
         let _ = self.metrics.set(metrics);
     }
 
     /// The host's metrics this instance feeds.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         self.metrics.get().unwrap_or(&self.disabled)
     }
 
     #[cfg(test)]
     /// The instance's counters.
-    pub fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
 
     /// Events of one flush, counted in its own counters too.
-    pub fn flush(&self) -> FlushEvents<'_> {
+    pub(crate) fn flush(&self) -> FlushEvents<'_> {
         FlushEvents {
             events: self,
             counters: Counters::default(),
@@ -244,7 +244,7 @@ impl Events {
     }
 
     /// Records an instance-wide event.
-    pub fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         self.record(None, event);
     }
 
@@ -571,7 +571,7 @@ fn rejection_line(
 /// What the host boundary meets outside an instance's work (loading, Init before the
 /// instance exists, calls for an unknown instance, panics): each writes one line.
 #[derive(Clone, Debug)]
-pub enum HostEvent<'a> {
+pub(crate) enum HostEvent<'a> {
     /// A panic was caught at the boundary of `what`; Fluent Bit gets `code`.
     PanicCaught {
         /// The exported function.
@@ -612,7 +612,7 @@ pub enum HostEvent<'a> {
 }
 
 /// Writes the line of `event`, as instance `name` (`datadog_logs` when there is none yet).
-pub fn host_event(name: &str, event: HostEvent) {
+pub(crate) fn host_event(name: &str, event: HostEvent) {
     let (level, line) = match event {
         HostEvent::PanicCaught { what, code } => (
             Level::Error,
@@ -655,20 +655,20 @@ fn site_advice(name: &str) -> String {
 
 /// The events of one flush: counted in the instance's counters and in the flush's own.
 #[derive(Debug)]
-pub struct FlushEvents<'a> {
+pub(crate) struct FlushEvents<'a> {
     events: &'a Events,
     counters: Counters,
 }
 
 impl FlushEvents<'_> {
     /// Records an event of this flush.
-    pub fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         self.events.record(Some(&self.counters), event);
     }
 
     #[cfg(test)]
     /// This flush's counters so far.
-    pub fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
 }

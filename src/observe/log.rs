@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Severity of a log line, ordered from most to least severe (Fluent Bit's numbering).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     /// Something failed and data may be lost.
     Error = 1,
     /// Something the user should look at.
@@ -46,7 +46,7 @@ impl Level {
     }
 
     /// Parses a level name as accepted in `FLUENT_BIT_DATADOG_LOG_LEVEL`.
-    pub fn parse(s: &str) -> Option<Level> {
+    pub(crate) fn parse(s: &str) -> Option<Level> {
         match s.trim().to_ascii_lowercase().as_str() {
             "error" => Some(Level::Error),
             "warn" | "warning" => Some(Level::Warn),
@@ -59,7 +59,7 @@ impl Level {
 }
 
 /// The environment variable that sets the plugin's log threshold.
-pub const LEVEL_ENV: &str = "FLUENT_BIT_DATADOG_LOG_LEVEL";
+pub(crate) const LEVEL_ENV: &str = "FLUENT_BIT_DATADOG_LOG_LEVEL";
 
 /// The level set by the environment variable, if it is set to a level name.
 fn env_threshold() -> Option<Level> {
@@ -73,7 +73,7 @@ fn threshold() -> Level {
 
 /// The host's logger for one output instance (Fluent Bit >= 2.0's `output_log_check` and
 /// `log_print`), implemented where the host is called.
-pub trait HostLogger: Send + Sync {
+pub(crate) trait HostLogger: Send + Sync {
     /// True when the instance's `Log_Level` admits `level`.
     fn enabled(&self, level: Level) -> bool;
     /// Writes `line` (already prefixed and redacted) at `level`.
@@ -88,14 +88,14 @@ fn routes() -> &'static Routes {
 }
 
 /// From now on, writes the lines of `instance` through the host's `logger`.
-pub fn route(instance: &str, logger: Arc<dyn HostLogger>) {
+pub(crate) fn route(instance: &str, logger: Arc<dyn HostLogger>) {
     let mut list = routes().write().unwrap_or_else(|e| e.into_inner());
     list.retain(|(n, _)| n != instance);
     list.push((instance.to_string(), logger));
 }
 
 /// Writes the lines of `instance` to stderr again (its host logger is going away).
-pub fn unroute(instance: &str) {
+pub(crate) fn unroute(instance: &str) {
     let mut list = routes().write().unwrap_or_else(|e| e.into_inner());
     list.retain(|(n, _)| n != instance);
 }
@@ -109,7 +109,7 @@ fn route_of(instance: &str) -> Option<Arc<dyn HostLogger>> {
 
 /// True when lines of `level` may be written (for some instance); lets callers skip
 /// formatting work.
-pub fn enabled(level: Level) -> bool {
+pub(crate) fn enabled(level: Level) -> bool {
     level <= threshold()
         || (env_threshold().is_none()
             && routes()
@@ -129,7 +129,7 @@ fn secrets() -> &'static RwLock<Vec<String>> {
 const SUBSTRING_MIN: usize = 6;
 
 /// Registers a secret (an API key) that must never appear in a log line, whatever its length.
-pub fn add_secret(secret: &str) {
+pub(crate) fn add_secret(secret: &str) {
     if secret.is_empty() {
         return;
     }
@@ -142,7 +142,7 @@ pub fn add_secret(secret: &str) {
 /// Replaces every registered secret in `text` by `***`: anywhere for a key of
 /// 6 characters or more (`SUBSTRING_MIN`), as a whole token (not next to a letter or digit)
 /// for a shorter one.
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let list = secrets().read().unwrap_or_else(|e| e.into_inner());
     let mut out = text.to_string();
     for s in list.iter() {
@@ -176,7 +176,7 @@ fn replace_tokens(text: &str, token: &str) -> String {
 }
 
 /// Writes one line for the plugin instance `instance` (e.g. `datadog_logs.0`) at `level`.
-pub fn write(level: Level, instance: &str, message: &str) {
+pub(crate) fn write(level: Level, instance: &str, message: &str) {
     if let Some(host) = route_of(instance) {
         let admitted = match env_threshold() {
             Some(t) => level <= t,
@@ -207,7 +207,7 @@ pub fn write(level: Level, instance: &str, message: &str) {
 
 /// Test hook: the lines written by the current thread, so unit tests can check them.
 #[cfg(test)]
-pub mod captured {
+pub(crate) mod captured {
     use std::cell::RefCell;
 
     thread_local! {
@@ -219,7 +219,7 @@ pub mod captured {
     }
 
     /// Takes the lines the current thread wrote since the last call.
-    pub fn take() -> Vec<String> {
+    pub(crate) fn take() -> Vec<String> {
         LINES.with(|l| std::mem::take(&mut *l.borrow_mut()))
     }
 }
@@ -260,7 +260,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Typed rather than built from the line's text, so the number of keys is bounded by the code,
 /// not by what servers and sockets answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Key {
+pub(crate) struct Key {
     /// The kind of event (`"retry"`, `"drop"`, `"malformed"`, ...).
     pub kind: &'static str,
     /// An HTTP status, or 0.
@@ -269,7 +269,7 @@ pub struct Key {
 
 impl Key {
     /// The key of `kind` lines about `status`.
-    pub const fn with_status(kind: &'static str, status: u16) -> Key {
+    pub(crate) const fn with_status(kind: &'static str, status: u16) -> Key {
         Key { kind, status }
     }
 }
@@ -285,14 +285,14 @@ impl From<&'static str> for Key {
 /// The [`Key`] names the kind of failure (e.g. `retry` with status 500); when a suppressed key
 /// is written again its line ends with `(N more since the last report)`.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     interval: Duration,
     seen: Mutex<HashMap<Key, (Instant, u64)>>,
 }
 
 impl RateLimiter {
     /// A limiter that lets each key through once per `interval`.
-    pub fn new(interval: Duration) -> RateLimiter {
+    pub(crate) fn new(interval: Duration) -> RateLimiter {
         RateLimiter {
             interval,
             seen: Mutex::new(HashMap::new()),
@@ -301,7 +301,7 @@ impl RateLimiter {
 
     /// Writes the line `message` makes unless a line with the same `key` was written within
     /// the interval (the message is made only when it is written).
-    pub fn write_with(
+    pub(crate) fn write_with(
         &self,
         level: Level,
         instance: &str,
@@ -319,7 +319,7 @@ impl RateLimiter {
     /// The lines held back since their key was last written, and how many, by key (in
     /// order of kind and status): what the exit line reports, so that a failure whose
     /// repeats never came back after the interval is still told.
-    pub fn held_back(&self) -> Vec<(Key, u64)> {
+    pub(crate) fn held_back(&self) -> Vec<(Key, u64)> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut held: Vec<(Key, u64)> = seen
             .iter()

@@ -54,7 +54,7 @@ pub(crate) trait MetricHost {
 
 /// One counter of an instance (or of a flush).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
+pub(crate) enum Counter {
     /// Log records decoded from chunks (group markers excluded; a retried chunk counts again).
     RecordsIn,
     /// Objects the intake accepted.
@@ -91,7 +91,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in the order of the exit summary.
-    pub const ALL: [Counter; 15] = [
+    pub(crate) const ALL: [Counter; 15] = [
         Counter::RecordsIn,
         Counter::ObjectsSent,
         Counter::Requests,
@@ -111,10 +111,10 @@ impl Counter {
 
     /// The counters the exit summary line shows, the first ones of [`Counter::ALL`] (its
     /// text is relied on; keep it stable).
-    pub const SUMMARY: &[Counter] = Counter::ALL.split_at(12).0;
+    pub(crate) const SUMMARY: &[Counter] = Counter::ALL.split_at(12).0;
 
     /// The counter's name in the exit summary.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Counter::RecordsIn => "records_in",
             Counter::ObjectsSent => "objects_sent",
@@ -137,7 +137,7 @@ impl Counter {
 
 /// The reasons a log is dropped, with the counter of each (the `reason` label of
 /// `dropped_logs_total`).
-pub const DROP_REASONS: [(&str, Counter); 5] = [
+pub(crate) const DROP_REASONS: [(&str, Counter); 5] = [
     ("http_400", Counter::Dropped400),
     ("http_413", Counter::Dropped413),
     ("too_large", Counter::DroppedTooLarge),
@@ -148,7 +148,7 @@ pub const DROP_REASONS: [(&str, Counter); 5] = [
 /// Counters of an instance or of one flush, updated with relaxed atomics from concurrent
 /// threads. Only [`Events`] writes them.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     values: [AtomicU64; Counter::ALL.len()],
     /// Requests by HTTP status; 0 stands for "no answer" (transport error).
     by_status: Mutex<BTreeMap<u16, u64>>,
@@ -167,12 +167,12 @@ impl Counters {
     }
 
     /// Reads one counter.
-    pub fn get(&self, c: Counter) -> u64 {
+    pub(crate) fn get(&self, c: Counter) -> u64 {
         self.values[c as usize].load(Ordering::Relaxed)
     }
 
     /// Reads every counter.
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             values: Counter::ALL.map(|c| self.get(c)),
             by_status: self
@@ -188,26 +188,26 @@ impl Counters {
 
 /// A copy of the counters at one moment; displays as the exit summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     values: [u64; Counter::ALL.len()],
     by_status: Vec<(u16, u64)>,
 }
 
 impl Snapshot {
     /// The value of one counter.
-    pub fn get(&self, c: Counter) -> u64 {
+    pub(crate) fn get(&self, c: Counter) -> u64 {
         self.values[c as usize]
     }
 
     #[cfg(test)]
     /// Requests by HTTP status, ascending; status 0 counts requests that got no answer.
-    pub fn requests_by_status(&self) -> &[(u16, u64)] {
+    pub(crate) fn requests_by_status(&self) -> &[(u16, u64)] {
         &self.by_status
     }
 
     #[cfg(test)]
     /// Logs dropped, by reason (see [`DROP_REASONS`]).
-    pub fn dropped_by_reason(&self) -> [(&'static str, u64); 5] {
+    pub(crate) fn dropped_by_reason(&self) -> [(&'static str, u64); 5] {
         DROP_REASONS.map(|(reason, c)| (reason, self.get(c)))
     }
 }
@@ -223,11 +223,12 @@ impl std::fmt::Display for Snapshot {
 }
 
 /// Namespace of every metric.
-pub const NAMESPACE: &str = "fluentbit";
+pub(crate) const NAMESPACE: &str = "fluentbit";
 /// Subsystem of every metric.
-pub const SUBSYSTEM: &str = "datadog_logs";
+pub(crate) const SUBSYSTEM: &str = "datadog_logs";
 /// Upper bounds (seconds) of the request duration histogram's buckets; +Inf is implied.
-pub const DURATION_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub(crate) const DURATION_BUCKETS: [f64; 10] =
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// The handles of one instance's metrics.
 struct Handles {
@@ -247,7 +248,7 @@ struct Handles {
 }
 
 /// One instance's metrics: update methods that do nothing where the host has no metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     name: String,
     handles: Option<Mutex<Handles>>,
 }
@@ -277,7 +278,7 @@ fn now_ns() -> u64 {
 
 impl Metrics {
     /// Metrics that record nothing (hosts without cmetrics).
-    pub fn disabled() -> Metrics {
+    pub(crate) fn disabled() -> Metrics {
         Metrics {
             name: String::new(),
             handles: None,
@@ -286,7 +287,7 @@ impl Metrics {
 
     /// Creates every metric of instance `name` in `cmt` and its fixed series at 0. Disabled
     /// if cmetrics refuses any of them.
-    pub fn new(cmt: &dyn MetricHost, name: &str) -> Metrics {
+    pub(crate) fn new(cmt: &dyn MetricHost, name: &str) -> Metrics {
         let n = |s: &'static str| [NAMESPACE, SUBSYSTEM, s];
         let counter = |s, help, keys: &[&str]| cmt.counter(n(s), help, keys);
         let handles = (|| {
@@ -373,7 +374,7 @@ impl Metrics {
     /// the events module calls this with every amount it adds to its own counters, so the
     /// metrics and the exit summary cannot disagree. Requests, their status and duration
     /// come through [`Metrics::request`] instead.
-    pub fn count(&self, c: Counter, n: u64) {
+    pub(crate) fn count(&self, c: Counter, n: u64) {
         if n == 0 {
             return;
         }
@@ -398,7 +399,7 @@ impl Metrics {
 
     /// One request: its HTTP status (`None` for a transport error, the label `error`) and
     /// its round trip.
-    pub fn request(&self, status: Option<u16>, duration: Duration) {
+    pub(crate) fn request(&self, status: Option<u16>, duration: Duration) {
         self.with(|h, name, ts| {
             let mut buf = itoa::Buffer::new();
             let status = status.map_or("error", |s| buf.format(s));
@@ -409,7 +410,7 @@ impl Metrics {
 
     /// The site in use (configured or detected): its `site_info` series is 1, a previous
     /// one 0. Cheap when unchanged, so it may be called on every flush.
-    pub fn site(&self, site: &str) {
+    pub(crate) fn site(&self, site: &str) {
         self.with(|h, name, ts| {
             if h.site.as_deref() == Some(site) {
                 return;
@@ -423,7 +424,7 @@ impl Metrics {
     }
 
     /// Stops every update: the host destroys the context after the instance's ExitCtx.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Some(h) = &self.handles {
             h.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         }

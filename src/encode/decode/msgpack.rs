@@ -281,7 +281,7 @@ impl Entry {
 ///
 /// Ranges rather than slices keep `out` free of lifetimes, so one buffer serves every record.
 /// A value that is not a map yields no pairs.
-pub fn map_entries(map: &[u8], out: &mut Vec<Entry>) -> Result<(), Error> {
+pub(crate) fn map_entries(map: &[u8], out: &mut Vec<Entry>) -> Result<(), Error> {
     entries_of(&mut Reader::new(map), out)
 }
 
@@ -386,7 +386,7 @@ fn read_text_slow(r: &mut Reader<'_>) -> Result<Option<(usize, usize)>, Error> {
 }
 
 /// The bytes of a str or bin value, or `None` for any other value.
-pub fn as_bytes(raw: &[u8]) -> Option<&[u8]> {
+pub(crate) fn as_bytes(raw: &[u8]) -> Option<&[u8]> {
     match Reader::new(raw).read() {
         Ok(Value::Str(b) | Value::Bin(b)) => Some(b),
         _ => None,

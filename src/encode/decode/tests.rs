@@ -1,3 +1,4 @@
+use super::msgpack::Error;
 use super::*;
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -52,7 +52,7 @@ mod template;
 mod truncate;
 mod value;
 
-pub use value::write_str;
+pub(crate) use value::write_str;
 
 /// Datadog's limit for one log object, in bytes of JSON.
 pub const MAX_LOG_BYTES: usize = 1_000_000;

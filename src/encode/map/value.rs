@@ -202,6 +202,6 @@ pub(super) fn write_i64(out: &mut Vec<u8>, n: i64) {
 }
 
 /// Writes bytes as a JSON string; invalid UTF-8 sequences become U+FFFD.
-pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
     crate::encode::json::write_str(out, bytes);
 }

@@ -7,7 +7,9 @@ use common::mock::MockIntake;
 use common::{KEY, messages, opts, run_host};
 use serde_json::{Value, json};
 
-const ECS_TAGS: [&str; 8] = [
+/// Fluent Bit's built-in datadog output's ECS tags, then Datadog Agent's (the fixtures' tag is
+/// `main-container-firelens-<task id>`).
+const ECS_TAGS: [&str; 13] = [
     "container_id:cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e-2659706421",
     "container_name:main-container",
     "cluster_name:prod",
@@ -16,6 +18,11 @@ const ECS_TAGS: [&str; 8] = [
     "task_id:prod/cfa7a4e3c2b84d3f9c6e6b6a1b2c3d4e",
     "task_family:your-service",
     "task_version:42",
+    "aws_account:123456789012",
+    "ecs_cluster_name:prod",
+    "cluster_arn:arn:aws:ecs:ap-northeast-1:123456789012:cluster/prod",
+    "ecs_container_name:main-container",
+    "task_definition_arn:arn:aws:ecs:ap-northeast-1:123456789012:task-definition/your-service:42",
 ];
 
 fn flush_fixtures(names: &[&str]) -> (MockIntake, common::Run) {
@@ -69,6 +76,10 @@ fn check_forward_stream(objects: &[Value]) {
     let mut expected: Vec<&str> = ECS_TAGS.to_vec();
     expected.extend(["env:test", "team:x"]);
     assert_eq!(tags, expected);
+    // Every record with FireLens metadata has them all (not: records 5, 7 and 8, below).
+    let expected = expected.join(",");
+    let with_ecs = objects.iter().filter(|o| o["ddtags"] == *expected).count();
+    assert_eq!(with_ecs, 2008 - 3);
     for gone in [
         "container_id",
         "container_name",
@@ -154,6 +165,23 @@ fn fluent_bit_4_2_8_two_chunks_of_one_stream() {
     assert_eq!(run.final_codes(1), [1]);
     check_forward_stream(&mock.objects());
     assert!(run.stderr.contains("records_in=2008 objects_sent=2008"));
+}
+
+#[test]
+fn provider_ecs_without_dd_source_sends_ddsource_ecs() {
+    let mock = MockIntake::start(Some(KEY));
+    let run = run_host(&json!({
+        "instances": [{"options": opts(&mock.url, &[("provider", "ecs")])}],
+        "flushes": [{"instance": 0, "fixture": "fb-4.2.8-forward-1.msgpack"}],
+    }));
+    assert_eq!(run.final_codes(0), [1]);
+    let objects = mock.objects();
+    assert_eq!(objects.len(), 143);
+    for o in &objects {
+        assert_eq!(o["ddsource"], "ecs", "{o}");
+    }
+    let plain = find(&objects, "plain text line");
+    assert_eq!(plain["ddtags"], ECS_TAGS.join(","));
 }
 
 #[test]

@@ -167,7 +167,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "dd_source",
         aliases: &[],
-        default: "none",
+        default: "`ecs` with `provider ecs`, else none",
         accepted: FREE,
         shown: Shown::Value,
         test_only: false,

@@ -66,9 +66,10 @@ impl Attrs {
         };
         let date = attr(cfg.date_key.as_deref(), None);
         let tag = attr(cfg.tag_key.as_deref(), None);
-        let source = cfg
-            .source
-            .as_deref()
+        // `provider ecs` without `dd_source`: `ecs`, the source Datadog's ECS Explorer
+        // correlates FireLens logs by.
+        let source = (cfg.source.as_deref())
+            .or(cfg.ecs.then_some("ecs"))
             .and_then(|v| attr(Some("ddsource"), Some(v)));
         let service = cfg
             .service

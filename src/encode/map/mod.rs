@@ -276,7 +276,7 @@ impl Mapper {
         out.push(b'{');
         self.write_own_attrs(rec, tag, &present, t, out);
         self.write_otlp(&otlp, &present, out, &mut t.keys);
-        let same_tags = self.write_tags(rec.body, &present, t, cache, out);
+        let same_tags = self.write_tags(rec.body, tag, &present, t, cache, out);
         let attrs_from = out.len();
         let (message, whole_message) = self.write_record_attrs(rec.body, &present, t, out);
         out.push(b'}');

@@ -72,7 +72,8 @@ const REPLACE_AFTER: u32 = 8;
 ///   byte for byte (which also decides
 ///   which reserved attributes the record has, so which of the plugin's own are written,
 ///   and under which name the message goes); the Fluent Bit tag (written with
-///   `include_tag_key`); the ECS attributes' names and values (the tags' inputs); and that
+///   `include_tag_key`); the ECS attributes' names and values and, with them, the Fluent Bit
+///   tag (the tags' inputs: it gives `ecs_container_name`); and that
 ///   the record has no OpenTelemetry fields;
 /// * disqualifying, here: tags made for this record rather than reused (the plan keeps the
 ///   tags' JSON, valid only while its tag set holds that record's, see `tags::Tags`); any
@@ -207,7 +208,7 @@ impl Mapper {
         // The same bytes, keys and values, in the entries that made the ECS tags (so they
         // are non-empty text again): the same tags, those of the plan's record, whose inputs
         // `tags` holds.
-        if !tags.same_inputs(self.id, body, &s.entries, &t.ecs, None) {
+        if !tags.same_inputs(self.id, tag, body, &s.entries, &t.ecs, None) {
             return false;
         }
         otlp_fields(rec.meta).is_empty()

@@ -4,19 +4,32 @@
 //! options; and the product's hostile-chunk, resynchronisation and work-budget checks
 //! (tests/properties.rs, src/decode/tests.rs, src/decode/resync_work.rs) on the library path.
 
-#[path = "../benches/library_path/mod.rs"]
-mod library_path;
+#[path = "../../benches/library_path/mod.rs"]
+mod lib_path;
 
 use conformance_host as host;
 use fluent_bit_datadog::internals::batch::{self, Batch, BuildStats};
 use fluent_bit_datadog::internals::decode::{self, Item};
 use fluent_bit_datadog::internals::map::{Mapper, NESTING_MARKER, Scratch};
 use fluent_bit_datadog::internals::options::Config;
-use library_path::{LibItem, LibMapper, LibScratch};
+use lib_path::{LibItem, LibMapper, LibScratch};
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proptest::test_runner::FileFailurePersistence;
 use std::collections::HashMap;
 use test_support::msgpack::{Mp, enc_into, event_time};
+
+/// `n` cases per property. Failures are kept in `library_path.proptest-regressions` beside
+/// this file, whose seeds are replayed first (proptest's default place would be
+/// `tests/proptest-regressions/library_path.txt`, this binary having a `main.rs`).
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(n)
+    }
+}
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -63,7 +76,7 @@ fn same_on(cfg: &Config, tag: &str, chunks: &[Vec<u8>]) -> Result<(), TestCaseEr
     let (mut scratch, mut lib_scratch) = (Scratch::default(), LibScratch::default());
     for (n, c) in chunks.iter().enumerate() {
         let ours = batch::build(c, tag, &mapper, &mut scratch, &mut Vec::new());
-        let theirs = library_path::build(c, tag, &lib, &mut lib_scratch, &mut Vec::new());
+        let theirs = lib_path::build(c, tag, &lib, &mut lib_scratch, &mut Vec::new());
         let first = (
             ours.1.first_malformed.map(|m| m.0),
             theirs.1.first_malformed.map(|m| m.0),
@@ -354,7 +367,7 @@ fn config() -> BoxedStrategy<Config> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     /// Chunks of arbitrary records (valid or refused, group markers among them) under
     /// arbitrary options: the same batches, byte for byte, and the same counts. Records
@@ -412,7 +425,7 @@ fn damaged(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(cases(256))]
 
     /// Random overwrites, truncations and splices of the real fixtures: the library path
     /// gives the product's batches and counts, so it resynchronises on the same records.
@@ -436,7 +449,7 @@ proptest! {
 /// the same time, metadata and body, markers, and malformed stretches at the same offsets.
 fn same_items(data: &[u8]) {
     let ours: Vec<Item> = decode::chunk(data).collect();
-    let theirs: Vec<LibItem> = library_path::chunk(data).collect();
+    let theirs: Vec<LibItem> = lib_path::chunk(data).collect();
     assert_eq!(ours.len(), theirs.len());
     for (a, b) in ours.iter().zip(&theirs) {
         match (a, b) {
@@ -468,7 +481,7 @@ fn resync_finds_array32_records_after_every_damaged_byte() {
     let mut d = data.clone();
     d[0] = 0xc1;
     assert!(
-        library_path::chunk(&d)
+        lib_path::chunk(&d)
             .filter(|i| matches!(i, LibItem::Record(_)))
             .count()
             >= 142
@@ -509,7 +522,7 @@ fn a_record_nested_100000_levels_deep_and_a_liar() {
         .spawn(move || {
             let cfg = config_of(&[]);
             same(&config_of(&[]), "t", std::slice::from_ref(&chunk));
-            let (batches, stats) = library_path::build(
+            let (batches, stats) = lib_path::build(
                 &chunk,
                 "t",
                 &LibMapper::new(&cfg),
@@ -549,7 +562,7 @@ fn repeated(unit: &[u8], len: usize) -> Vec<u8> {
 /// All the parses of `data` read at most `2 * 8 + 4` values per byte (the product's bound),
 /// and the valid record at the end comes out.
 fn assert_linear_and_last_record_out(name: &str, data: &[u8]) {
-    let mut c = library_path::chunk(data);
+    let mut c = lib_path::chunk(data);
     let last = c
         .by_ref()
         .filter_map(|i| match i {
@@ -595,7 +608,7 @@ fn resync_work_is_linear_on_adversarial_damage() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(8))]
+    #![proptest_config(cases(8))]
 
     /// Damage of 1-2 MiB built from record-like pieces: all the parses read at most
     /// `2 * 8 + 4` values per byte.
@@ -611,7 +624,7 @@ proptest! {
         len in (1usize << 20)..(2 << 20),
     ) {
         let data = repeated(&pieces.concat(), len);
-        let mut c = library_path::chunk(&data);
+        let mut c = lib_path::chunk(&data);
         c.by_ref().for_each(drop);
         prop_assert!(c.work <= 20 * data.len() as u64, "{} values read", c.work);
     }

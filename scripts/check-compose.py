@@ -23,8 +23,8 @@ Checks (every failure is reported, then the exit status is 1):
     awslogs, awsfirelens and secretOptions fields the README describes.
 
 Whether each key of a datadog_logs output is a plugin option or a Fluent Bit core key, and
-whether the plugin's Init accepts the options, is checked by `cargo test` (tests/examples.rs,
-from the option table in src/options.rs), not here.
+whether the plugin's Init accepts the options, is checked by `cargo test` (tests/it/examples.rs,
+from the option table in src/config/options.rs), not here.
 
 Needs Python 3.8+ and PyYAML (pip install pyyaml).
 """

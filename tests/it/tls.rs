@@ -6,7 +6,7 @@
 //! `CA:TRUE`) and listed in `tls_ca_file` is trusted, its name still checked; anything else
 //! keeps full verification, and `tls_verify off` accepts any certificate with a warning.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host};

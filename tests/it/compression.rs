@@ -3,8 +3,8 @@
 //! when the intake refuses zstd (415, or 400 for a body it takes gzipped) with every log
 //! delivered once and none dropped.
 
-use test_support as common;
-use test_support::tally;
+use crate::support as common;
+use common::tally;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host};

@@ -3,17 +3,31 @@
 //! instances with the 8-byte 1.9.10 api table, flushes on 24 KiB stacks, concurrent flushes
 //! on one instance, and exit of both (per instance, and 1.9-style with one context).
 
-use test_support as common;
+use crate::support as common;
 
-use common::host::{self, Host, Props};
+use common::chunks::deep_record_and_a_liar;
+use common::host::{self, Props};
 use common::mock::MockIntake;
 use common::{KEY, run_host};
 use serde_json::json;
 use std::collections::HashSet;
 
+/// The plugin in process, registered, with one instance sending to a mock intake of its own.
+fn one_instance() -> (MockIntake, common::InProcess, host::Ctx) {
+    let mock = MockIntake::start(Some(KEY));
+    let mut host = common::load_plugin();
+    host.register();
+    let (code, ctx) = host.init(Props::new(&[
+        ("apikey", KEY),
+        ("endpoint", mock.url.as_str()),
+    ]));
+    assert_eq!(code, 1, "Init");
+    (mock, host, ctx)
+}
+
 #[test]
 fn register_writes_only_the_first_32_bytes() {
-    let host = Host::load();
+    let host = common::load_plugin();
     let r = host.register();
     assert_eq!(r.code, 0);
     assert_eq!(r.kind, 2, "FLB_PROXY_OUTPUT_PLUGIN");
@@ -34,7 +48,7 @@ fn register_writes_only_the_first_32_bytes() {
 fn two_instances_on_one_plugin_struct_keep_their_settings() {
     let a = MockIntake::start(Some(KEY));
     let b = MockIntake::start(Some(KEY));
-    let mut host = Host::load();
+    let mut host = common::load_plugin();
     host.register();
     let (ca, ta) = host.init(Props::new(&[
         ("apikey", KEY),
@@ -84,14 +98,7 @@ fn two_instances_on_one_plugin_struct_keep_their_settings() {
 
 #[test]
 fn concurrent_flushes_on_one_instance_from_several_threads() {
-    let mock = MockIntake::start(Some(KEY));
-    let mut host = Host::load();
-    host.register();
-    let (code, ctx) = host.init(Props::new(&[
-        ("apikey", KEY),
-        ("endpoint", mock.url.as_str()),
-    ]));
-    assert_eq!(code, 1);
+    let (mock, host, ctx) = one_instance();
     let chunks: Vec<Vec<u8>> = (0..8)
         .map(|i| host::firelens_chunk(500, i * 500, i % 2 == 0))
         .collect();
@@ -157,13 +164,7 @@ fn flush_on_the_init_thread_warns_once_to_set_workers() {
 
 #[test]
 fn empty_and_garbage_chunks_never_crash_the_host() {
-    let mock = MockIntake::start(Some(KEY));
-    let mut host = Host::load();
-    host.register();
-    let (_, ctx) = host.init(Props::new(&[
-        ("apikey", KEY),
-        ("endpoint", mock.url.as_str()),
-    ]));
+    let (mock, host, ctx) = one_instance();
     assert_eq!(host.flush(ctx, &[], "t"), 1);
     assert_eq!(host.flush(ctx, &[0xc1; 64], "t"), 1);
     // Break the header of record 50 of 100: the other 99 are still delivered.
@@ -183,25 +184,10 @@ fn empty_and_garbage_chunks_never_crash_the_host() {
 
 #[test]
 fn a_record_nested_100000_levels_deep_overflows_no_stack() {
-    let mock = MockIntake::start(Some(KEY));
-    let mut host = Host::load();
-    host.register();
-    let (_, ctx) = host.init(Props::new(&[
-        ("apikey", KEY),
-        ("endpoint", mock.url.as_str()),
-    ]));
-    // [1, {"log": "deep record", "deep": [[[...100,000 levels...]]]}], then a normal record
-    // whose body holds a map declaring 2^32-1 pairs with nothing behind them.
-    let mut chunk = vec![0x92, 0x01, 0x82, 0xa3];
-    chunk.extend_from_slice(b"log");
-    chunk.push(0xab);
-    chunk.extend_from_slice(b"deep record");
-    chunk.push(0xa4);
-    chunk.extend_from_slice(b"deep");
-    chunk.extend(std::iter::repeat_n(0x91u8, 100_000));
-    chunk.push(0xc0);
-    chunk.extend_from_slice(&[0x92, 0x02, 0x81, 0xa1, b'x', 0xdf, 0xff, 0xff, 0xff, 0xff]);
-    chunk.extend_from_slice(&host::firelens_chunk(1, 7, false));
+    let (mock, host, ctx) = one_instance();
+    // [1, {"log": "deep record", "deep": [[[...100,000 levels...]]]}], a record whose body
+    // holds a map declaring 2^32-1 pairs with nothing behind them, then a normal record.
+    let chunk = deep_record_and_a_liar();
     // On a 24 KiB stack, as Fluent Bit's coroutines.
     assert_eq!(host.flush(ctx, &chunk, "t"), 1);
     let objects = mock.objects();

@@ -2,7 +2,7 @@
 //! 2.0+ host (its stand-in records every cmetrics and `flb_log_print` call), and the 1.9.10
 //! host without them.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host, run_host_env};

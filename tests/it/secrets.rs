@@ -1,7 +1,7 @@
 //! The API key never appears in anything the plugin prints, on any error path: bad options,
 //! 401, 403, 400, 413, transport errors, timeouts, and panics caught at the boundary.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
 use common::{KEY, opts, run_host, run_host_env};

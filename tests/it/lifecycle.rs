@@ -8,10 +8,10 @@
 //! flush runs on a new thread), so the host runs with `MALLOC_ARENA_MAX=1`: what is left is the
 //! plugin's own memory.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
-use common::{KEY, Run, run_host_env};
+use common::{KEY, Run, run_host_measured};
 use serde_json::{Value, json};
 
 /// Cycles per scenario.
@@ -23,10 +23,11 @@ const WARM: usize = 10;
 /// that, so an instance that is never freed fails this bound.
 const RSS_GROWTH_MAX_KB: u64 = 4096;
 
-/// Runs `scenario` for [`CYCLES`] cycles with glibc's arenas limited to one.
+/// Runs `scenario` for [`CYCLES`] cycles with glibc's arenas limited to one, while no other
+/// test runs a conformance host (the other lifecycle tests may).
 fn cycles(mut scenario: Value) -> Run {
     scenario["cycles"] = json!(CYCLES);
-    run_host_env(&scenario, &[("MALLOC_ARENA_MAX", "1")])
+    run_host_measured(&scenario, &[("MALLOC_ARENA_MAX", "1")])
 }
 
 /// `(threads, rss_kb)` after each cycle.

@@ -1,7 +1,7 @@
 //! Every fixture flushed through the conformance host into the mock intake, with exact
 //! assertions on what arrives.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
 use common::{KEY, messages, opts, run_host};

@@ -4,8 +4,8 @@
 //! `cargo test` at the workspace root builds into the library (see conformance-host's
 //! Cargo.toml).
 
-use test_support as common;
-use test_support::tally;
+use crate::support as common;
+use common::tally;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host, run_host_env};

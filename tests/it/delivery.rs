@@ -2,8 +2,8 @@
 //! conformance host into the mock intake, with exact counts of distinct logs delivered and of
 //! duplicates (always 0), and the plugin's counters.
 
-use test_support as common;
-use test_support::tally;
+use crate::support as common;
+use common::tally;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, opts, run_host};

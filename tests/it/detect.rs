@@ -3,7 +3,7 @@
 //! for it instead of returning RETRY, the intake answers when the API cannot, and rounds
 //! without a site are probed again, each change of outcome being one log line.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
 use common::{KEY, Run, run_host};

@@ -1,7 +1,7 @@
 //! Replays the fuzz corpus (fuzz/corpus/chunk) and every input that once broke the plugin
 //! (fuzz/regressions) through the same check as the fuzz target, in the normal test suite.
 
-#[path = "../fuzz/check.rs"]
+#[path = "../../fuzz/check.rs"]
 mod check;
 
 fn replay(dir: &str) -> usize {

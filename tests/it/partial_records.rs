@@ -3,7 +3,7 @@
 //! and logger) into the mock intake. Each part is shipped as it is, counted in
 //! `partial_records_total`, and warned of once per interval with the filter to add.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
 use common::msgpack::{Mp, enc_into, event_time};

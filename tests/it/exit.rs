@@ -2,7 +2,7 @@
 //! leaves the unsent records pending (RETRY), an exit for a context the plugin never issued
 //! touches no instance, and Fluent Bit 1.9's repeated context still stops every instance.
 
-use test_support as common;
+use crate::support as common;
 
 use common::mock::MockIntake;
 use common::{KEY, run_host};

@@ -1,32 +1,35 @@
 //! The library path (benches/library_path/mod.rs: rmp-serde and serde_json) against the
 //! product's path (`batch::build`): the same batches, byte for byte, on the fixtures, the
 //! generated FireLens workload, the varied workload and arbitrary records under arbitrary
-//! options; and the product's hostile-chunk, resynchronisation and work-budget checks
-//! (tests/properties.rs, src/decode/tests.rs, src/decode/resync_work.rs) on the library path.
+//! options (the generators of `support::strategies`); and the product's hostile-chunk,
+//! resynchronisation and work-budget checks (`properties::damaged`, src/encode/decode/tests.rs,
+//! src/encode/decode/resync_work.rs) on the library path.
 
-#[path = "../benches/library_path/mod.rs"]
-mod library_path;
+#[path = "../../benches/library_path/mod.rs"]
+mod lib_path;
 
-use conformance_host as host;
+use crate::support::chunks::{Damage, deep_record_and_a_liar, op};
+use crate::support::host;
+use crate::support::strategies::{Rec, body, config, config_of, leaf, meta, timestamp, value};
 use fluent_bit_datadog::internals::batch::{self, Batch, BuildStats};
 use fluent_bit_datadog::internals::decode::{self, Item};
 use fluent_bit_datadog::internals::map::{Mapper, NESTING_MARKER, Scratch};
 use fluent_bit_datadog::internals::options::Config;
-use library_path::{LibItem, LibMapper, LibScratch};
+use lib_path::{LibItem, LibMapper, LibScratch};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use std::collections::HashMap;
-use test_support::msgpack::{Mp, enc_into, event_time};
+use proptest::test_runner::FileFailurePersistence;
 
-const KEY: &str = "0123456789abcdef0123456789abcdef";
-
-fn config_of(pairs: &[(&str, &str)]) -> Config {
-    let mut p: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    p.insert("apikey".into(), KEY.into());
-    Config::from_lookup(|k| p.get(k).cloned(), |_| None).unwrap()
+/// `n` cases per property. Failures are kept in `library_path.proptest-regressions` beside
+/// this file, whose seeds are replayed first (proptest's default place would be
+/// `tests/proptest-regressions/library_path.txt`, this binary having a `main.rs`).
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(n)
+    }
 }
 
 /// The bench's configuration: FireLens with ECS tags, a service, a source and static tags.
@@ -63,7 +66,7 @@ fn same_on(cfg: &Config, tag: &str, chunks: &[Vec<u8>]) -> Result<(), TestCaseEr
     let (mut scratch, mut lib_scratch) = (Scratch::default(), LibScratch::default());
     for (n, c) in chunks.iter().enumerate() {
         let ours = batch::build(c, tag, &mapper, &mut scratch, &mut Vec::new());
-        let theirs = library_path::build(c, tag, &lib, &mut lib_scratch, &mut Vec::new());
+        let theirs = lib_path::build(c, tag, &lib, &mut lib_scratch, &mut Vec::new());
         let first = (
             ours.1.first_malformed.map(|m| m.0),
             theirs.1.first_malformed.map(|m| m.0),
@@ -140,221 +143,24 @@ fn generated_and_varied_workloads_match_byte_for_byte() {
 // ---------------------------------------------------------------------------------------
 // Arbitrary records under arbitrary options
 
-/// Names the mapping treats specially, and a few others, so keys collide often.
-const NAMES: &[&str] = &[
-    "log",
-    "message",
-    "msg",
-    "ddtags",
-    "service",
-    "ddsource",
-    "hostname",
-    "status",
-    "timestamp",
-    "dd.trace_id",
-    "dd.span_id",
-    "container_id",
-    "container_name",
-    "container_image",
-    "ecs_cluster",
-    "ecs_task_arn",
-    "ecs_task_definition",
-    "otlp",
-    "a",
-    "5",
-    "true",
-    "null",
-];
-
-fn text() -> BoxedStrategy<Vec<u8>> {
-    prop_oneof![
-        4 => prop::sample::select(NAMES).prop_map(|s| s.as_bytes().to_vec()),
-        2 => "[ -~]{0,20}".prop_map(String::into_bytes),
-        1 => "\\PC{0,12}".prop_map(String::into_bytes),
-        1 => prop::collection::vec(any::<u8>(), 0..12),
-        1 => Just(b"arn:aws:ecs:us-east-1:1:task/prod/abc".to_vec()),
-        1 => Just(b"family:7, x ,,family:7".to_vec()),
-    ]
-    .boxed()
-}
-
-fn leaf() -> BoxedStrategy<Mp> {
-    prop_oneof![
-        1 => Just(Mp::Nil),
-        1 => any::<bool>().prop_map(Mp::Bool),
-        1 => any::<u64>().prop_map(Mp::UInt),
-        1 => any::<i64>().prop_map(Mp::Int),
-        1 => any::<f32>().prop_map(Mp::F32),
-        1 => prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(-0.0)].prop_map(Mp::F64),
-        3 => text().prop_map(Mp::Str),
-        1 => text().prop_map(Mp::Bin),
-        1 => (any::<u32>(), any::<u32>()).prop_map(|(s, n)| event_time(s, n)),
-        1 => (any::<i8>(), prop::collection::vec(any::<u8>(), 0..10)).prop_map(|(t, d)| Mp::Ext(t, d)),
-    ]
-    .boxed()
-}
-
-fn key() -> BoxedStrategy<Mp> {
-    prop_oneof![
-        8 => text().prop_map(Mp::Str),
-        1 => text().prop_map(Mp::Bin),
-        2 => leaf(),
-        1 => prop::collection::vec(leaf(), 0..3).prop_map(Mp::Arr),
-        1 => prop::collection::vec((leaf(), prop::collection::vec(leaf(), 0..2).prop_map(Mp::Arr)), 0..2).prop_map(Mp::Map),
-    ]
-    .boxed()
-}
-
-/// Any value, nested a little, sometimes deep enough to be cut.
-fn value() -> BoxedStrategy<Mp> {
-    let nested = leaf().prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Mp::Arr),
-            prop::collection::vec((key(), inner), 0..4).prop_map(Mp::Map),
-        ]
-    });
-    prop_oneof![
-        8 => nested.clone(),
-        1 => (nested, 28..40usize, any::<bool>()).prop_map(|(v, n, maps)| {
-            (0..n).fold(v, |v, i| {
-                if maps && i % 2 == 0 {
-                    Mp::Map(vec![(Mp::Str(b"k".to_vec()), v.clone()), (Mp::Str(b"k".to_vec()), Mp::Nil)])
-                } else {
-                    Mp::Arr(vec![v])
-                }
-            })
-        }),
-        1 => prop::collection::vec(text().prop_map(Mp::Str), 0..4).prop_map(Mp::Arr),
-    ]
-    .boxed()
-}
-
-fn body() -> BoxedStrategy<Mp> {
-    prop::collection::vec((key(), value()), 0..10)
-        .prop_map(Mp::Map)
-        .boxed()
-}
-
-fn meta() -> BoxedStrategy<Mp> {
-    let id = prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..17).prop_map(Mp::Bin),
-        "[0-9a-f]{16}|[0-9a-f]{32}|[0-9a-zA-Z]{0,33}".prop_map(|s| Mp::Str(s.into_bytes())),
-        leaf(),
-    ];
-    let otlp = (
-        prop::option::of(leaf()),
-        prop::option::of(id.clone()),
-        prop::option::of(id),
-    )
-        .prop_map(|(sev, trace, span)| {
-            let mut m = vec![(Mp::Str(b"severity_number".to_vec()), Mp::UInt(17))];
-            for (k, v) in [
-                ("severity_text", sev),
-                ("trace_id", trace),
-                ("span_id", span),
-            ] {
-                if let Some(v) = v {
-                    m.push((Mp::Str(k.as_bytes().to_vec()), v));
-                }
-            }
-            Mp::Map(vec![(Mp::Str(b"otlp".to_vec()), Mp::Map(m))])
-        });
-    prop_oneof![
-        prop::collection::vec((leaf(), value()), 0..3).prop_map(Mp::Map),
-        otlp,
-        leaf(),
-    ]
-    .boxed()
-}
-
-fn timestamp() -> BoxedStrategy<Mp> {
-    prop_oneof![
-        4 => (any::<u32>(), any::<u32>()).prop_map(|(s, n)| event_time(s, n)),
-        1 => Just(event_time(0xFFFF_FFFF, 0)),
-        1 => Just(event_time(0xFFFF_FFFE, 0)),
-        1 => any::<u64>().prop_map(Mp::UInt),
-        1 => any::<i64>().prop_map(Mp::Int),
-        1 => any::<f64>().prop_map(Mp::F64),
-        1 => any::<f32>().prop_map(Mp::F32),
-        1 => leaf(),
-    ]
-    .boxed()
-}
-
-fn record() -> BoxedStrategy<Vec<u8>> {
+/// A record the decoder may refuse: the shared generators' record, with metadata that may
+/// not be a map and a body that may not be one either.
+fn any_record() -> BoxedStrategy<Vec<u8>> {
     (
         timestamp(),
-        prop::option::of(meta()),
+        prop::option::of(prop_oneof![2 => meta(), 1 => leaf()]),
         prop_oneof![8 => body(), 1 => value()],
     )
         .prop_map(|(ts, meta, body)| {
-            let head = match meta {
-                None => ts,
-                Some(m) => Mp::Arr(vec![ts, m]),
-            };
             let mut out = Vec::new();
-            enc_into(&Mp::Arr(vec![head, body]), &mut out);
+            Rec { ts, meta, body }.encode(&mut out);
             out
         })
         .boxed()
 }
 
-fn config() -> BoxedStrategy<Config> {
-    let name = || prop::option::of(prop::sample::select(NAMES));
-    (
-        any::<bool>(),
-        prop::option::of(prop::sample::select(
-            &[
-                "env:prod,team:a",
-                " env:prod , ,env:prod",
-                "container_id:x,a",
-            ][..],
-        )),
-        (name(), name(), name()),
-        name(),
-        (any::<bool>(), name()),
-        prop::option::of(prop::sample::select(
-            &["off", "timestamp", "service", "message", "ddtags", "log"][..],
-        )),
-    )
-        .prop_map(
-            |(ecs, tags, (svc, src, host), msg_key, (tag_on, tag_key), date)| {
-                let mut p: Vec<(&str, &str)> = Vec::new();
-                if ecs {
-                    p.push(("provider", "ecs"));
-                }
-                if let Some(t) = tags {
-                    p.push(("dd_tags", t));
-                }
-                for (k, v) in [
-                    ("dd_service", svc),
-                    ("dd_source", src),
-                    ("dd_hostname", host),
-                ] {
-                    if let Some(v) = v {
-                        p.push((k, v));
-                    }
-                }
-                if let Some(k) = msg_key {
-                    p.push(("dd_message_key", k));
-                }
-                if tag_on {
-                    p.push(("include_tag_key", "on"));
-                }
-                if let Some(k) = tag_key {
-                    p.push(("tag_key", k));
-                }
-                if let Some(d) = date {
-                    p.push(("json_date_key", d));
-                }
-                config_of(&p)
-            },
-        )
-        .boxed()
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases(512))]
 
     /// Chunks of arbitrary records (valid or refused, group markers among them) under
     /// arbitrary options: the same batches, byte for byte, and the same counts. Records
@@ -362,7 +168,7 @@ proptest! {
     #[test]
     fn arbitrary_records_match_byte_for_byte(
         cfg in config(),
-        records in prop::collection::vec(record(), 1..8),
+        records in prop::collection::vec(any_record(), 1..8),
         repeat in 1..4usize,
     ) {
         let mut chunk = Vec::new();
@@ -378,41 +184,8 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 // Hostile chunks and resynchronisation
 
-/// One change to a chunk: bytes overwritten, the chunk cut short, or bytes spliced in.
-fn damaged(
-    data: &[u8],
-    at: Index,
-    op: u8,
-    bytes: &[u8],
-    remove: usize,
-    copy: Option<(Index, usize)>,
-) -> Vec<u8> {
-    let at = at.index(data.len());
-    let mut d = data[..at].to_vec();
-    let rest = &data[at..];
-    match op % 3 {
-        0 => {
-            let n = bytes.len().min(rest.len());
-            d.extend_from_slice(&bytes[..n]);
-            d.extend_from_slice(&rest[n..]);
-        }
-        1 => {}
-        _ => {
-            match copy {
-                Some((from, n)) => {
-                    let a = from.index(data.len());
-                    d.extend_from_slice(&data[a..(a + n).min(data.len())]);
-                }
-                None => d.extend_from_slice(bytes),
-            }
-            d.extend_from_slice(&rest[remove.min(rest.len())..]);
-        }
-    }
-    d
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(cases(256))]
 
     /// Random overwrites, truncations and splices of the real fixtures: the library path
     /// gives the product's batches and counts, so it resynchronises on the same records.
@@ -421,22 +194,34 @@ proptest! {
         cfg in config(),
         fixture in 1..4usize,
         at in any::<Index>(),
-        op in any::<u8>(),
-        bytes in prop::collection::vec(any::<u8>(), 1..12),
-        remove in 0..64usize,
-        copy in prop::option::of((any::<Index>(), 1..600usize)),
+        op in op(),
     ) {
         let data = host::fixture(FIXTURES[fixture]);
-        let d = damaged(&data, at, op, &bytes, remove, copy);
+        let d = Damage::new(&data, at.index(data.len()), &op).apply(&data);
         same_on(&cfg, "t", &[d])?;
     }
+}
+
+/// The two cases `library_path.proptest-regressions` keeps, as its seeds gave them to the
+/// generators of the time: a record `[[EventTime 0, {f32: nil}], nil]`, and a zero byte
+/// before the first record of a fixture.
+#[test]
+fn the_kept_regressions_match_byte_for_byte() {
+    let record = [
+        0x92, 0x92, 0xd7, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0xca, 0x76, 0x97, 0x99, 0x98, 0xc0,
+        0xc0,
+    ];
+    same(&config_of(&[]), "tag.one", &[record.to_vec()]);
+    let mut spliced = vec![0x00];
+    spliced.extend(host::fixture(FIXTURES[1]));
+    same(&config_of(&[]), "t", &[spliced]);
 }
 
 /// Every item the library decoder finds, as the product's decoder finds it: records with
 /// the same time, metadata and body, markers, and malformed stretches at the same offsets.
 fn same_items(data: &[u8]) {
     let ours: Vec<Item> = decode::chunk(data).collect();
-    let theirs: Vec<LibItem> = library_path::chunk(data).collect();
+    let theirs: Vec<LibItem> = lib_path::chunk(data).collect();
     assert_eq!(ours.len(), theirs.len());
     for (a, b) in ours.iter().zip(&theirs) {
         match (a, b) {
@@ -468,7 +253,7 @@ fn resync_finds_array32_records_after_every_damaged_byte() {
     let mut d = data.clone();
     d[0] = 0xc1;
     assert!(
-        library_path::chunk(&d)
+        lib_path::chunk(&d)
             .filter(|i| matches!(i, LibItem::Record(_)))
             .count()
             >= 142
@@ -487,29 +272,18 @@ fn resync_finds_array32_records_after_every_damaged_byte() {
 
 #[test]
 fn a_record_nested_100000_levels_deep_and_a_liar() {
-    // As tests/conformance.rs: [1, {"log": "deep record", "deep": [[[...100,000 levels]]]}],
-    // a record whose body holds a map declaring 2^32-1 pairs with nothing behind them, then
-    // a normal record.
-    let mut chunk = vec![0x92, 0x01, 0x82, 0xa3];
-    chunk.extend_from_slice(b"log");
-    chunk.push(0xab);
-    chunk.extend_from_slice(b"deep record");
-    chunk.push(0xa4);
-    chunk.extend_from_slice(b"deep");
-    chunk.extend(std::iter::repeat_n(0x91u8, 100_000));
-    chunk.push(0xc0);
-    chunk.extend_from_slice(&[0x92, 0x02, 0x81, 0xa1, b'x', 0xdf, 0xff, 0xff, 0xff, 0xff]);
-    chunk.extend_from_slice(&host::firelens_chunk(1, 7, false));
+    // The conformance host's hostile chunk (tests/it/conformance.rs).
+    let chunk = deep_record_and_a_liar();
     // On a thread of its own: rmp-serde recurses once per level up to its limit of 1024,
     // which (measured) takes 128-256 KiB of stack in a release build and 2-3 MiB in a debug
     // one, more than a test thread's 2 MiB. The product's path recurses not at all (it
-    // runs on Fluent Bit's 24 KiB coroutine stack in tests/conformance.rs).
+    // runs on Fluent Bit's 24 KiB coroutine stack in tests/it/conformance.rs).
     let t = std::thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || {
             let cfg = config_of(&[]);
             same(&config_of(&[]), "t", std::slice::from_ref(&chunk));
-            let (batches, stats) = library_path::build(
+            let (batches, stats) = lib_path::build(
                 &chunk,
                 "t",
                 &LibMapper::new(&cfg),
@@ -549,7 +323,7 @@ fn repeated(unit: &[u8], len: usize) -> Vec<u8> {
 /// All the parses of `data` read at most `2 * 8 + 4` values per byte (the product's bound),
 /// and the valid record at the end comes out.
 fn assert_linear_and_last_record_out(name: &str, data: &[u8]) {
-    let mut c = library_path::chunk(data);
+    let mut c = lib_path::chunk(data);
     let last = c
         .by_ref()
         .filter_map(|i| match i {
@@ -595,7 +369,7 @@ fn resync_work_is_linear_on_adversarial_damage() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(8))]
+    #![proptest_config(cases(8))]
 
     /// Damage of 1-2 MiB built from record-like pieces: all the parses read at most
     /// `2 * 8 + 4` values per byte.
@@ -611,7 +385,7 @@ proptest! {
         len in (1usize << 20)..(2 << 20),
     ) {
         let data = repeated(&pieces.concat(), len);
-        let mut c = library_path::chunk(&data);
+        let mut c = lib_path::chunk(&data);
         c.by_ref().for_each(drop);
         prop_assert!(c.work <= 20 * data.len() as u64, "{} values read", c.work);
     }

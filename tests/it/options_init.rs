@@ -2,7 +2,7 @@
 //! after exactly one error line naming the option, the value (never the key's) and what is
 //! accepted.
 
-use test_support as common;
+use crate::support as common;
 
 use common::{KEY, run_host, run_host_env};
 use serde_json::{Value, json};

@@ -4,9 +4,9 @@
 //! go through the plugin's own Init in the conformance host and must be accepted.
 //! (scripts/check-compose.py checks the container wiring, which needs Python and PyYAML.)
 
-use test_support as common;
+use crate::support as common;
 
-use common::host::{Host, Props};
+use common::host::Props;
 use std::collections::BTreeMap;
 
 /// Output keys Fluent Bit's core consumes itself (`flb_output_set_property`); they never
@@ -53,7 +53,7 @@ fn check_key(source: &str, key: &str) {
     let option = fluent_bit_datadog::internals::options::option(key);
     assert!(
         is_core(key) || option.is_some_and(|o| o.names().any(|n| n == key) && !o.test_only),
-        "{source}: `{key}` is neither a datadog_logs option (src/options.rs OPTIONS) nor a Fluent Bit core key"
+        "{source}: `{key}` is neither a datadog_logs option (src/config/options.rs OPTIONS) nor a Fluent Bit core key"
     );
 }
 
@@ -215,7 +215,7 @@ fn shipped_configs_pass_the_plugins_own_option_validation() {
             task_definition_outputs(&repo_file("examples/ecs-task-definition.json")),
         ),
     ];
-    let mut host = Host::load();
+    let mut host = common::load_plugin();
     host.register();
     for (name, outputs) in &sources {
         assert_eq!(outputs.len(), 1, "{name}: one datadog_logs output");

@@ -224,19 +224,31 @@ impl Instance {
         // The chunk's key, hashed once, only when some chunk is remembered at all.
         let key = (!self.memory.is_empty()).then(|| split::chunk_key(tag, data));
         let retried = key.is_some_and(|k| self.memory.contains(k));
+        let mut encode = |json: &[u8]| {
+            if retried {
+                None
+            } else {
+                self.client.encode(json)
+            }
+        };
+        #[cfg(not(feature = "library-path"))]
         let (mut batches, built) = batch::build_encoded(
             data,
             tag,
             &self.mapper,
             &mut bufs.scratch,
             &mut bufs.spare,
-            &mut |json| {
-                if retried {
-                    None
-                } else {
-                    self.client.encode(json)
-                }
-            },
+            &mut encode,
+        );
+        // Measurement only (feature `library-path`, see Cargo.toml): the library path.
+        #[cfg(feature = "library-path")]
+        let (mut batches, built) = crate::library_path::build_in_plugin(
+            &self.config,
+            &self.mapper,
+            data,
+            tag,
+            &mut bufs.spare,
+            &mut encode,
         );
         let events = self.events.flush();
         let verdict = self.deliver(

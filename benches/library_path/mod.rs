@@ -20,8 +20,9 @@
 //!   and each of the body's pairs start and end. rmp-serde cannot express that: its
 //!   borrowing deserializer does not tell its position (`position()` exists only for the
 //!   copying `Cursor` reader), and resynchronisation and the work budget for damaged chunks
-//!   need byte offsets. rmp has no "skip a value", so `frame::skip` walks values with rmp's
-//!   marker and length readers, iteratively (no nesting depth can exhaust the stack) and
+//!   need byte offsets. rmp's one way to find a value's end, `decode::MessageLen` (0.8.15),
+//!   recurses per level of nesting and cannot charge a work budget, so `frame::skip` walks
+//!   values with rmp's marker and length readers, iteratively (no nesting depth can exhaust the stack) and
 //!   charging each value read to the chunk's budget, with the product's rule (8 values per
 //!   byte, given back on success, refilled as the decoder moves on).
 //! - **Not swapped**, taken from the product through `internals`: the batching (`Batcher`,
@@ -36,8 +37,8 @@
 //!   plan; that is a mapping optimisation, not the reader's or the writer's); the tags of
 //!   the last record are kept, as the product keeps them.
 //!
-//! Where it is not byte for byte the product's: a value nested deeper than rmp-serde's
-//! recursion limit (1024 levels) cannot be skipped by it; the object keeps what came
+//! Where it is not byte for byte the product's: a value nested as deep as rmp-serde's
+//! depth limit (1024 levels; 1023 pass) cannot be read or skipped by it; the object keeps what came
 //! before and closes its arrays and maps there (the product skips the whole value; the two
 //! agree when nothing follows the deep part, as in tests/library_path.rs), and a metadata
 //! map with an array or map as a key (the product then misreads the map's later keys).

@@ -214,13 +214,25 @@ impl Instance {
         // a time (see `batch`); except in a retried chunk whose accepted objects are
         // remembered: only what is pending goes out, encoded by the requests that send it.
         let retried = self.memory.contains(&key);
+        let encoder = (!retried).then_some(&self.encoder);
+        #[cfg(not(feature = "library-path"))]
         let (mut batches, built) = batch::build_encoded(
             data,
             tag,
             &self.mapper,
             &mut bufs.scratch,
             &mut bufs.spare,
-            (!retried).then_some(&self.encoder),
+            encoder,
+        );
+        // Measurement only (feature `library-path`, see Cargo.toml): the library path.
+        #[cfg(feature = "library-path")]
+        let (mut batches, built) = crate::library_path::build_in_plugin(
+            &self.config,
+            &self.mapper,
+            data,
+            tag,
+            &mut bufs.spare,
+            encoder,
         );
         let events = self.events.flush();
         report_built(&events, &built, tag);

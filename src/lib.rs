@@ -58,6 +58,14 @@ mod encode;
 mod fault;
 mod host;
 mod instance;
+// Measurement only (feature `library-path`, see Cargo.toml): the library path, compiled from
+// its one copy in benches/, which names this crate as the bench and tests do.
+#[cfg(feature = "library-path")]
+extern crate self as fluent_bit_datadog;
+#[cfg(feature = "library-path")]
+#[allow(unreachable_pub)]
+#[path = "../benches/library_path/mod.rs"]
+mod library_path;
 mod observe;
 
 /// The stages of the record's path, for the crate's own tests, benches and fuzz target.

@@ -11,7 +11,7 @@
 //! for its retry, asks auto-detection where a key refused with 403 is valid, and emits
 //! the events that write the lines.
 
-use crate::config::options::{Compression, Config, Destination};
+use crate::config::options::{Config, Destination};
 use crate::deliver::client::{self, Client};
 use crate::deliver::resume::{ChunkKey, Memory};
 use crate::deliver::split::{self, Route};
@@ -96,7 +96,7 @@ impl Instance {
         events.emit(Event::Started {
             version: client::VERSION,
             destination: &destination,
-            compress: &compress_label(config.compression),
+            compress: &format!("{:?}", config.compression),
             roots,
         });
         for line in config.warnings() {
@@ -474,11 +474,6 @@ fn report_built(events: &FlushEvents, built: &BuildStats, tag: &str) {
         tag,
     });
     events.emit(Event::RecordsTooLarge { n: built.too_large });
-}
-
-/// The `compress` setting as the start line writes it.
-fn compress_label(c: Compression) -> String {
-    format!("{c:?}")
 }
 
 #[cfg(test)]

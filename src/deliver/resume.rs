@@ -114,7 +114,11 @@ impl Memory {
         if self.is_empty() {
             return None;
         }
-        let hash = key.hash();
+        self.take_hashed(key.hash(), objects)
+    }
+
+    /// [`Memory::take`] of the chunk hashed `hash`.
+    fn take_hashed(&self, hash: u64, objects: usize) -> Option<Vec<bool>> {
         let mut r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let (_, flags) = r.map.remove(&hash)?;
         r.bytes -= flags.len();
@@ -193,12 +197,7 @@ mod tests {
         m.put_at(1, vec![false; 4], at(0));
         m.put_at(2, vec![false; 4], at(1));
         m.put_at(3, vec![false; 4], at(2)); // 12 bytes > 10: the oldest (1) goes
-        let taken = |k: u64, n: usize| {
-            let mut r = m.chunks.lock().unwrap();
-            let flags = r.map.remove(&k).map(|(_, f)| f);
-            r.bytes -= flags.as_ref().map_or(0, Vec::len);
-            flags.filter(|f| f.len() == n)
-        };
+        let taken = |k: u64, n: usize| m.take_hashed(k, n);
         assert_eq!(m.len(), 2);
         assert_eq!(taken(1, 4), None);
         m.put_at(4, vec![true; 2], at(150)); // 2 and 3 are over 100 s old

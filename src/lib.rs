@@ -93,6 +93,7 @@ pub mod internals {
     pub mod map {
         pub use crate::encode::map::{
             MAX_DEPTH, MAX_LOG_BYTES, Mapped, Mapper, NESTING_MARKER, Scratch, TRUNCATION_MARKER,
+            push_ecs_tags, push_tag,
         };
     }
     /// The `[OUTPUT]` options and the validated `Config` (see `src/config/options.rs`).

@@ -5,7 +5,7 @@
 use super::read::{Otlp, TagList, tag_list};
 use super::record::{Entry, LibRecord, is_partial};
 use super::write::{Fmt, key_is_new, put_raw, put_str, write_raw_key, write_value};
-use super::{Config, MAX_LOG_BYTES, Mapped, Mapper, Record, Scratch};
+use super::{Config, MAX_LOG_BYTES, Mapped, Mapper, Record, Scratch, push_ecs_tags, push_tag};
 use serde_json::ser::Formatter;
 use std::collections::HashSet;
 
@@ -80,9 +80,8 @@ impl LibMapper {
         };
         let date = attr(cfg.date_key.as_deref(), None);
         let tag = attr(cfg.tag_key.as_deref(), None);
-        let source = cfg
-            .source
-            .as_deref()
+        let source = (cfg.source.as_deref())
+            .or(cfg.ecs.then_some("ecs"))
             .and_then(|v| attr(Some("ddsource"), Some(v)));
         let service = cfg
             .service
@@ -135,6 +134,8 @@ pub struct LibScratch {
     tag_ranges: Vec<(usize, usize)>,
     tag_json: Vec<u8>,
     tags_made: bool,
+    /// Scratch space of the ECS tags.
+    tag_tmp: Vec<u8>,
     /// For objects over 1 MB, handed to the product's mapper.
     product: Scratch,
 }
@@ -153,56 +154,6 @@ struct Present {
     message_key: Option<usize>,
     own_tags: Option<usize>,
     ddtags_key: bool,
-}
-
-/// Adds one tag unless it is empty or already there.
-fn push_tag(tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>, tag: &[u8]) {
-    if tag.is_empty() || ranges.iter().any(|&(a, b)| &tags[a..b] == tag) {
-        return;
-    }
-    if !tags.is_empty() {
-        tags.push(b',');
-    }
-    let a = tags.len();
-    tags.extend_from_slice(tag);
-    ranges.push((a, tags.len()));
-}
-
-/// The tags Fluent Bit's datadog output (4.1+) derives from one FireLens attribute.
-fn ecs_tags(key: &[u8], v: &[u8], tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>) {
-    let mut kv = |k: &[u8], val: &[u8]| {
-        let mut t = Vec::with_capacity(k.len() + 1 + val.len());
-        t.extend_from_slice(k);
-        t.push(b':');
-        t.extend_from_slice(val);
-        push_tag(tags, ranges, &t);
-    };
-    let after = |hay: &'_ [u8], needle: &[u8]| -> Option<usize> {
-        hay.windows(needle.len())
-            .position(|w| w == needle)
-            .map(|i| i + needle.len())
-    };
-    match key {
-        b"container_name" => kv(key, v.strip_prefix(b"/").unwrap_or(v)),
-        b"ecs_cluster" => kv(b"cluster_name", &v[after(v, b"cluster/").unwrap_or(0)..]),
-        b"ecs_task_definition" => match v.iter().position(|&b| b == b':') {
-            Some(i) => {
-                kv(b"task_family", &v[..i]);
-                kv(b"task_version", &v[i + 1..]);
-            }
-            None => kv(key, v),
-        },
-        b"ecs_task_arn" => {
-            kv(b"task_arn", v);
-            if let Some(rest) = v.strip_prefix(b"arn:aws:ecs:")
-                && let Some(i) = rest.iter().position(|&b| b == b':')
-            {
-                kv(b"region", &rest[..i]);
-            }
-            kv(b"task_id", &v[after(v, b"task/").unwrap_or(0)..]);
-        }
-        _ => kv(key, v),
-    }
 }
 
 /// Writes an attribute after a comma unless it is the first, noting its key.
@@ -263,15 +214,21 @@ impl LibMapper {
         p
     }
 
-    /// Makes the record's tags into `s.tag_json`, unless the last record's were made from
-    /// the same inputs.
-    fn tags(&self, body: &[u8], p: &Present, s: &mut LibScratch) {
+    /// Makes the tags of a record of Fluent Bit tag `tag` into `s.tag_json`, unless the last
+    /// record's were made from the same inputs. The ECS tags are the product's own function's
+    /// (`push_ecs_tags`): string work on attribute values, neither reading nor writing.
+    fn tags(&self, body: &[u8], tag: &str, p: &Present, s: &mut LibScratch) {
         let own = p.own_tags.map(|i| {
             let e = s.entries[i];
             &body[e.value.0..e.value.1]
         });
         let mut sig = std::mem::take(&mut s.text);
         sig.clear();
+        if !s.ecs_entries.is_empty() {
+            // The Fluent Bit tag gives `ecs_container_name`.
+            sig.extend_from_slice(&(tag.len() as u32).to_le_bytes());
+            sig.extend_from_slice(tag.as_bytes());
+        }
         for &i in &s.ecs_entries {
             let e = s.entries[i];
             let piece = &body[e.key.0..e.value.1];
@@ -300,14 +257,13 @@ impl LibMapper {
             }
             _ => {}
         }
-        for &i in &s.ecs_entries {
+        let attrs = s.ecs_entries.iter().filter_map(|&i| {
             let e = s.entries[i];
-            if let (Some(k), Some(v)) = (e.name_in(body), e.text_in(body)) {
-                ecs_tags(k, v, list, ranges);
-            }
-        }
-        for tag in &self.static_tags {
-            push_tag(list, ranges, tag.as_bytes());
+            e.name_in(body).zip(e.text_in(body))
+        });
+        push_ecs_tags(attrs, tag.as_bytes(), list, ranges, &mut s.tag_tmp);
+        for static_tag in &self.static_tags {
+            push_tag(list, ranges, static_tag.as_bytes());
         }
         s.tag_json.clear();
         put_str(&mut s.tag_json, list);
@@ -376,7 +332,7 @@ impl LibMapper {
             }
         }
         // ddtags.
-        self.tags(body, &p, s);
+        self.tags(body, tag, &p, s);
         let taken = (self.date_is_ddtags && self.date.is_some() && !p.date)
             || (self.tag_is_ddtags && self.tag.is_some() && !p.tag);
         if !taken && !s.tag_list.is_empty() {

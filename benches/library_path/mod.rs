@@ -29,9 +29,11 @@
 //!   1000 objects / 5 MB), the `Timestamp` type (its rounding to milliseconds), the
 //!   configuration (`Config`), and the 1 MB limit: an object over `MAX_LOG_BYTES` (rare) is
 //!   handed to the product's `Mapper`, whose truncation cuts it (and which reads that record
-//!   with the hand-written reader).
+//!   with the hand-written reader); and the ECS tags (`push_ecs_tags`, `push_tag`), string
+//!   work on the attributes' values once read, which neither reader nor writer touches.
 //! - **Written again here** (the mapping rules, which no crate has): the plugin's own
-//!   attributes, the OpenTelemetry fields, `ddtags` (own tags, ECS tags, `dd_tags`), the
+//!   attributes, the OpenTelemetry fields, `ddtags` (own tags; ECS tags and `dd_tags` through
+//!   the product's functions), the
 //!   `dd_message_key` rename and duplicate-key rules. No plan/template: every record is
 //!   mapped the general way (the product writes a record shaped like the one before from a
 //!   plan; that is a mapping optimisation, not the reader's or the writer's); the tags of
@@ -68,7 +70,7 @@ use fluent_bit_datadog::internals::batch::{Batch, Batcher, BuildStats};
 use fluent_bit_datadog::internals::compress::Encoder;
 use fluent_bit_datadog::internals::decode::{Record, Timestamp};
 use fluent_bit_datadog::internals::map::{
-    MAX_DEPTH, MAX_LOG_BYTES, Mapped, Mapper, NESTING_MARKER, Scratch,
+    MAX_DEPTH, MAX_LOG_BYTES, Mapped, Mapper, NESTING_MARKER, Scratch, push_ecs_tags, push_tag,
 };
 use fluent_bit_datadog::internals::options::Config;
 use std::sync::Mutex;

@@ -52,6 +52,7 @@ mod template;
 mod truncate;
 mod value;
 
+pub use tags::{push_ecs_tags, push_tag};
 pub(crate) use value::write_str;
 
 /// Datadog's limit for one log object, in bytes of JSON.

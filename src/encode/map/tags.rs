@@ -131,23 +131,17 @@ impl Mapper {
         if let Some(raw) = own {
             own_tags(raw, &mut t.list, &mut t.ranges);
         }
-        let mut task = Task::default();
-        for &i in &s.ecs_entries {
+        let attrs = s.ecs_entries.iter().filter_map(|&i| {
             let e = s.entries[i];
-            if let (Some(k), Some(v)) = (e.name_in(body), e.text_in(body)) {
-                ecs_tags(k, v, &mut t.list, &mut t.ranges, &mut s.text);
-                task.note(k, v);
-            }
-        }
-        if !s.ecs_entries.is_empty() {
-            agent_tags(
-                &task,
-                tag.as_bytes(),
-                &mut t.list,
-                &mut t.ranges,
-                &mut s.text,
-            );
-        }
+            e.name_in(body).zip(e.text_in(body))
+        });
+        push_ecs_tags(
+            attrs,
+            tag.as_bytes(),
+            &mut t.list,
+            &mut t.ranges,
+            &mut s.text,
+        );
         for static_tag in &self.static_tags {
             push_tag(&mut t.list, &mut t.ranges, static_tag.as_bytes());
         }
@@ -233,6 +227,30 @@ fn own_tags(raw: &[u8], tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>) {
         if let Ok(Value::Str(b) | Value::Bin(b)) = r.read() {
             push_tag(tags, ranges, b.trim_ascii());
         }
+    }
+}
+
+/// Appends the ECS tags of a record of Fluent Bit tag `tag` whose ECS attributes (first
+/// occurrences with a non-empty text value, see [`Mapper::scan`]) are `attrs`, as name and
+/// value: those of Fluent Bit's output ([`ecs_tags`]) attribute by attribute, then, when there
+/// was one, those of Datadog's Agent ([`agent_tags`]). `tmp` is scratch space. The library
+/// path (feature `library-path`) makes its tags with it too.
+pub fn push_ecs_tags<'a>(
+    attrs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    tag: &[u8],
+    tags: &mut Vec<u8>,
+    ranges: &mut Vec<(usize, usize)>,
+    tmp: &mut Vec<u8>,
+) {
+    let mut task = Task::default();
+    let mut any = false;
+    for (k, v) in attrs {
+        ecs_tags(k, v, tags, ranges, tmp);
+        task.note(k, v);
+        any = true;
+    }
+    if any {
+        agent_tags(&task, tag, tags, ranges, tmp);
     }
 }
 
@@ -398,8 +416,8 @@ fn after<'a>(hay: &'a [u8], needle: &[u8]) -> Option<&'a [u8]> {
         .map(|i| &hay[i + needle.len()..])
 }
 
-/// Adds one tag unless it is empty or already present.
-fn push_tag(tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>, tag: &[u8]) {
+/// Adds one tag unless it is empty or already present (`ranges`: where each tag of `tags` is).
+pub fn push_tag(tags: &mut Vec<u8>, ranges: &mut Vec<(usize, usize)>, tag: &[u8]) {
     if tag.is_empty() || ranges.iter().any(|&(a, b)| &tags[a..b] == tag) {
         return;
     }

@@ -3,10 +3,12 @@
 //! - [`msgpack`]: a msgpack value tree and its encoder, for building records (bin, ext,
 //!   non-string and duplicate keys included);
 //! - [`json`]: the duplicate-key JSON checker;
+//! - [`damage`]: damaged chunks that test a decoder's resynchronisation work;
 //! - with the default `harness` feature: [`mock`] (the mock intake as a child process and its
 //!   control API), [`host`] (the in-process conformance host) and the helpers that run the
 //!   `conformance_host` binary ([`run_host`] and friends).
 
+pub mod damage;
 pub mod json;
 pub mod msgpack;
 

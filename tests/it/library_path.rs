@@ -19,6 +19,7 @@ use lib_path::{LibItem, LibMapper, LibScratch};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
+use test_support::damage::{REC, RECORD_LIKE_BYTES, adversarial_chunks, repeated};
 
 /// `n` cases per property. Failures are kept in `library_path.proptest-regressions` beside
 /// this file, whose seeds are replayed first (proptest's default place would be
@@ -309,17 +310,6 @@ fn a_record_nested_100000_levels_deep_and_a_liar() {
 /// The stack the deep record is mapped on (see `a_record_nested_100000_levels_deep_and_a_liar`).
 const STACK: usize = 8 << 20;
 
-const REC: [u8; 6] = [0x92, 0x05, 0x81, 0xa1, b'a', 0x01];
-
-/// A bad byte, `unit` repeated to fill `len` bytes, a bad byte, then one valid record.
-fn repeated(unit: &[u8], len: usize) -> Vec<u8> {
-    let mut data = vec![0xc1];
-    data.extend(unit.repeat(len / unit.len()));
-    data.push(0xc1);
-    data.extend(REC);
-    data
-}
-
 /// All the parses of `data` read at most `2 * 8 + 4` values per byte (the product's bound),
 /// and the valid record at the end comes out.
 fn assert_linear_and_last_record_out(name: &str, data: &[u8]) {
@@ -343,26 +333,7 @@ fn assert_linear_and_last_record_out(name: &str, data: &[u8]) {
 #[test]
 fn resync_work_is_linear_on_adversarial_damage() {
     for len in [16 << 10, 256 << 10] {
-        // `[0, str32 of "\x92\x00" repeated]` then one valid record.
-        let n = (len - 7 - REC.len()) / 2 * 2;
-        let mut reported = vec![0x92, 0x00, 0xdb];
-        reported.extend((n as u32).to_be_bytes());
-        reported.extend([0x92, 0x00].repeat(n / 2));
-        reported.extend(REC);
-        assert_linear_and_last_record_out("reported", &reported);
-        let shapes: [(&str, &[u8]); 6] = [
-            ("92 00", &[0x92, 0x00]),
-            ("92 c4", &[0x92, 0xc4]),
-            ("nested maps", &[0x92, 0x00, 0x81, 0x00]),
-            ("nested array32", &[0xdd, 0, 0, 0, 2, 0x00]),
-            (
-                "map16 of records",
-                &[0x92, 0x00, 0xde, 0x7f, 0xff, 0x92, 0x00, 0x80],
-            ),
-            ("v2 headers", &[0x92, 0x92, 0x00, 0x81, 0x00]),
-        ];
-        for (name, unit) in shapes {
-            let data = repeated(unit, len);
+        for (name, data) in adversarial_chunks(len) {
             assert_linear_and_last_record_out(name, &data);
         }
     }
@@ -377,7 +348,7 @@ proptest! {
     fn work_is_linear_on_large_damaged_chunks(
         pieces in prop::collection::vec(
             prop::collection::vec(
-                prop_oneof![Just(0x92u8), Just(0x00u8), Just(0x81u8), Just(0xdeu8), Just(0xffu8), Just(0xc4u8), Just(0xa1u8), any::<u8>()],
+                prop_oneof![7 => prop::sample::select(&RECORD_LIKE_BYTES[..]), 1 => any::<u8>()],
                 1..8,
             ),
             1..6,

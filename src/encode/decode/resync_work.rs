@@ -1,26 +1,6 @@
 use super::*;
 
-const REC: [u8; 6] = [0x92, 0x05, 0x81, 0xa1, b'a', 0x01];
-
-/// `[0, str32 of "\x92\x00" repeated]` then one valid record, `len` bytes in all: the
-/// chunk of the report.
-fn reported_chunk(len: usize) -> Vec<u8> {
-    let n = (len - 7 - REC.len()) / 2 * 2;
-    let mut data = vec![0x92, 0x00, 0xdb];
-    data.extend((n as u32).to_be_bytes());
-    data.extend([0x92, 0x00].repeat(n / 2));
-    data.extend(REC);
-    data
-}
-
-/// A bad byte, `unit` repeated to fill `len` bytes, a bad byte, then one valid record.
-fn repeated(unit: &[u8], len: usize) -> Vec<u8> {
-    let mut data = vec![0xc1];
-    data.extend(unit.repeat(len / unit.len()));
-    data.push(0xc1);
-    data.extend(REC);
-    data
-}
+use test_support::damage::{REC, RECORD_LIKE_BYTES, adversarial_chunks, repeated, reported_chunk};
 
 /// Decodes `data`; returns the records, and the values all parses read.
 fn decode(data: &[u8]) -> (Vec<Record<'_>>, u64) {
@@ -52,20 +32,8 @@ fn resync_work_is_linear_on_adversarial_damage() {
 }
 
 fn assert_adversarial_shapes(len: usize) {
-    assert_linear_and_last_record_out("reported", &reported_chunk(len));
-    let shapes: [(&str, &[u8]); 6] = [
-        ("92 00", &[0x92, 0x00]),
-        ("92 c4", &[0x92, 0xc4]),
-        ("nested maps", &[0x92, 0x00, 0x81, 0x00]),
-        ("nested array32", &[0xdd, 0, 0, 0, 2, 0x00]),
-        (
-            "map16 of records",
-            &[0x92, 0x00, 0xde, 0x7f, 0xff, 0x92, 0x00, 0x80],
-        ),
-        ("v2 headers", &[0x92, 0x92, 0x00, 0x81, 0x00]),
-    ];
-    for (name, unit) in shapes {
-        assert_linear_and_last_record_out(name, &repeated(unit, len));
+    for (name, data) in adversarial_chunks(len) {
+        assert_linear_and_last_record_out(name, &data);
     }
 }
 
@@ -88,14 +56,8 @@ proptest::proptest! {
         pieces in proptest::collection::vec(
             proptest::collection::vec(
                 proptest::prop_oneof![
-                    proptest::prelude::Just(0x92u8),
-                    proptest::prelude::Just(0x00u8),
-                    proptest::prelude::Just(0x81u8),
-                    proptest::prelude::Just(0xdeu8),
-                    proptest::prelude::Just(0xffu8),
-                    proptest::prelude::Just(0xc4u8),
-                    proptest::prelude::Just(0xa1u8),
-                    proptest::prelude::any::<u8>(),
+                    7 => proptest::sample::select(&RECORD_LIKE_BYTES[..]),
+                    1 => proptest::prelude::any::<u8>(),
                 ],
                 1..8,
             ),

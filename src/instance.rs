@@ -11,9 +11,10 @@
 //! for its retry, asks auto-detection where a key refused with 403 is valid, and emits
 //! the events that write the lines.
 
-use crate::config::options::{Config, Destination};
+use crate::config::options::{Config, Destination, option};
 use crate::deliver::client::{self, Client};
 use crate::deliver::resume::{ChunkKey, Memory};
+use crate::deliver::resume_file::ResumeFile;
 use crate::deliver::split::{self, Route};
 use crate::deliver::verdict::{self, Delivery, ErrorReason, FlushReport, RetryReason, Verdict};
 use crate::detect::{Resolver, SiteState};
@@ -89,6 +90,17 @@ impl Instance {
         let resolver = Arc::new(Resolver::new(&config));
         let name: Arc<str> = Arc::from(name);
         let events = Arc::new(Events::new(name.clone(), ERROR_INTERVAL));
+        let (memory, opened) = match &config.resume_file {
+            None => (Memory::default(), None),
+            Some(path) => {
+                let (file, saved, ignored) = ResumeFile::open(path, &name).map_err(|e| {
+                    let accepted = option("resume_file").map_or("", |o| o.accepted);
+                    let path = path.display();
+                    format!("invalid option 'resume_file' = '{path}': accepted: {accepted}: {e}")
+                })?;
+                (Memory::with_file(file, saved), Some((path, ignored)))
+            }
+        };
         let destination = match resolver.state() {
             SiteState::Ready { url, .. } => url,
             _ => "the site that accepts the key (auto-detection)".to_string(),
@@ -99,6 +111,13 @@ impl Instance {
             compress: &format!("{:?}", config.compression),
             roots,
         });
+        if let Some((path, ignored)) = opened {
+            events.emit(Event::ResumeFileOpened {
+                path,
+                chunks: memory.len(),
+                ignored: ignored.as_deref(),
+            });
+        }
         for line in config.warnings() {
             events.emit(Event::ConfigWarning { line: &line });
         }
@@ -110,7 +129,7 @@ impl Instance {
             encoder: Encoder::new(config.compression, config.max_concurrency),
             resolver,
             events,
-            memory: Memory::default(),
+            memory,
             buffers: Mutex::new(Vec::new()),
             init_thread: std::thread::current().id(),
             warned_no_workers: AtomicBool::new(false),
@@ -309,8 +328,15 @@ impl Instance {
         });
         // Every chunk handed back is remembered (not only a partly delivered one), so its
         // retry counts as retried logs and sends only what is still pending.
-        if let Verdict::Retry(RetryReason::Undelivered { .. }) = &verdict {
-            self.memory.put(key, done);
+        let kept = if let Verdict::Retry(RetryReason::Undelivered { .. }) = &verdict {
+            self.memory.put(key, done)
+        } else if resumed {
+            self.memory.done(key)
+        } else {
+            Ok(())
+        };
+        if let Err(error) = kept {
+            events.emit(Event::ResumeFileFailed { error: &error });
         }
         self.report_verdict(&verdict, objects as u64, url, site, events);
         events.emit(Event::FlushDone {
@@ -349,7 +375,9 @@ impl Instance {
         match sent {
             Ok(delivery) => delivery,
             Err(panic) => {
-                self.memory.put(key, std::mem::take(done));
+                if let Err(error) = self.memory.put(key, std::mem::take(done)) {
+                    events.emit(Event::ResumeFileFailed { error: &error });
+                }
                 std::panic::resume_unwind(panic)
             }
         }

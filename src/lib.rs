@@ -15,7 +15,8 @@
 //! - `observe`: every log line and counter (`events`), the host's metrics (`metrics`),
 //!   Fluent Bit-style lines with secrets redacted (`log`).
 //! - `deliver`: the HTTP client over rustls (`client`, `tls`), sending a chunk's batches with
-//!   bounded 400/413 splitting (`split`), what a retried chunk already delivered (`resume`),
+//!   bounded 400/413 splitting (`split`), what a retried chunk already delivered (`resume`,
+//!   on disk with `resume_file`),
 //!   and the pure `verdict`: OK, RETRY or ERROR.
 //! - `encode`: chunk bytes -> records (`decode`) -> Datadog objects (`map`, strings by `json`)
 //!   -> batches of at most 1000 objects and 5 MB (`batch`), each a request body made by the

@@ -322,6 +322,29 @@ pub const OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        name: "resume_file",
+        aliases: &[],
+        default: "none (in memory only)",
+        accepted: "an absolute file path in an existing, writable directory, one per [OUTPUT]",
+        shown: Shown::Value,
+        test_only: false,
+        parse: |v, d| {
+            let path = PathBuf::from(v.trim());
+            match path.parent() {
+                _ if !path.is_absolute() => Err(Reject::default()),
+                Some(dir) if !dir.is_dir() => Err(Reject::detail(format!(
+                    "{} is not a directory",
+                    dir.display()
+                ))),
+                _ if path.is_dir() => Err(Reject::detail("it is a directory")),
+                _ => {
+                    d.resume_file = Some(path);
+                    Ok(())
+                }
+            }
+        },
+    },
+    OptionSpec {
         name: "tls_ca_file",
         aliases: &[],
         default: "system roots",
@@ -450,6 +473,7 @@ struct Draft {
     timeout: Option<Duration>,
     proxy: Option<Proxy>,
     tls_ca: Option<(PathBuf, CaCertificates)>,
+    resume_file: Option<PathBuf>,
     tls_verify: Option<bool>,
     max_concurrency: Option<usize>,
     probe: Option<Vec<(String, String)>>,
@@ -495,6 +519,8 @@ pub struct Config {
     pub tls_verify: bool,
     /// Requests of one flush in flight at once.
     pub max_concurrency: usize,
+    /// Where the accepted logs of chunks handed back for a retry are kept across a restart.
+    pub resume_file: Option<PathBuf>,
 }
 
 /// A rejected option: which, the offending value (or a description of it), and what is accepted.
@@ -619,6 +645,7 @@ impl Config {
             tls_ca_certs: tls_ca_certs.unwrap_or_default(),
             tls_verify: d.tls_verify.unwrap_or(true),
             max_concurrency: d.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+            resume_file: d.resume_file,
         })
     }
 

@@ -4,13 +4,15 @@
 //! The host re-sends the same bytes under the same tag, so a chunk is known by a hash of
 //! both ([`ChunkKey`], made once per flush and hashed only when something is remembered at
 //! all). The [`Memory`] of an instance holds one `done` flag per object of each chunk handed
-//! back, bounded by bytes and age.
+//! back, bounded by bytes and age; with `resume_file`, on disk too (see
+//! [`crate::deliver::resume_file`]), so that a restart after a kill resumes the same way.
 
+use super::resume_file::{ResumeFile, Saved};
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Most bytes of `done` flags remembered at once (one byte per object): 64 MiB, 64 million
 /// pending objects, far more than any filesystem backlog Fluent Bit retries at once.
@@ -64,6 +66,8 @@ pub(crate) struct Memory {
     chunks: Mutex<Remembered>,
     max_bytes: usize,
     ttl: Duration,
+    /// The file the entries are kept in too (`resume_file`), its lock held while writing.
+    file: Option<Mutex<ResumeFile>>,
 }
 
 /// The entries and the bytes of flags they hold.
@@ -71,6 +75,9 @@ pub(crate) struct Memory {
 struct Remembered {
     map: HashMap<u64, (Instant, Vec<bool>)>,
     bytes: usize,
+    /// With a file: the entries taken by a retry that is still sending, kept in the file
+    /// until it ends (a kill during the retry then resumes from them).
+    taken: HashMap<u64, (Instant, Vec<bool>)>,
 }
 
 impl Default for Memory {
@@ -86,7 +93,64 @@ impl Memory {
             chunks: Mutex::default(),
             max_bytes,
             ttl,
+            file: None,
         }
+    }
+
+    /// The default memory, kept in `file` too and starting with what it holds (`saved`);
+    /// entries older than the age bound are left out.
+    pub(crate) fn with_file(file: ResumeFile, saved: Vec<Saved>) -> Memory {
+        let mut m = Memory::default();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        for s in saved {
+            let age = wall.duration_since(s.at).unwrap_or_default();
+            if let Some(at) = now.checked_sub(age).filter(|_| age < m.ttl) {
+                m.put_at(s.key, s.flags, at);
+            }
+        }
+        m.file = Some(Mutex::new(file));
+        m
+    }
+
+    /// Number of chunks remembered (those a retry is sending included).
+    pub(crate) fn len(&self) -> usize {
+        let r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        r.map.len() + r.taken.len()
+    }
+
+    /// Writes the entries to the file, when there is one. The file's lock is taken before
+    /// the entries are read, so of two writers the later one writes the newer state.
+    fn save(&self) -> Result<(), String> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let file = file.lock().unwrap_or_else(|e| e.into_inner());
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let entries: Vec<Saved> = {
+            let r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            (r.map.iter().chain(&r.taken))
+                .map(|(&key, (at, flags))| Saved {
+                    key,
+                    at: wall - now.saturating_duration_since(*at),
+                    flags: flags.clone(),
+                })
+                .collect()
+        };
+        file.save(&entries)
+            .map_err(|e| format!("{}: {e}", file.path().display()))
+    }
+
+    /// The retry of the chunk of `key` ended without handing it back: its entry leaves the
+    /// file. Returns the error of writing the file.
+    pub(crate) fn done(&self, key: &ChunkKey<'_>) -> Result<(), String> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        let removed = {
+            let mut r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            r.taken.remove(&key.hash()).is_some()
+        };
+        if removed { self.save() } else { Ok(()) }
     }
 
     /// True when nothing is remembered (then no chunk needs hashing).
@@ -120,14 +184,22 @@ impl Memory {
     /// [`Memory::take`] of the chunk hashed `hash`.
     fn take_hashed(&self, hash: u64, objects: usize) -> Option<Vec<bool>> {
         let mut r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, flags) = r.map.remove(&hash)?;
+        let (at, flags) = r.map.remove(&hash)?;
         r.bytes -= flags.len();
-        (flags.len() == objects).then_some(flags)
+        if flags.len() != objects {
+            return None;
+        }
+        if self.file.is_some() {
+            r.taken.insert(hash, (at, flags.clone()));
+        }
+        Some(flags)
     }
 
-    /// Remembers the flags of a chunk that will be retried.
-    pub(crate) fn put(&self, key: &ChunkKey<'_>, flags: Vec<bool>) {
+    /// Remembers the flags of a chunk that will be retried. Returns the error of writing the
+    /// file (the memory holds them all the same).
+    pub(crate) fn put(&self, key: &ChunkKey<'_>, flags: Vec<bool>) -> Result<(), String> {
         self.put_at(key.hash(), flags, Instant::now());
+        self.save()
     }
 
     /// [`Memory::put`] of the chunk hashed `key` at time `now`: forgets entries older than the age bound, then the
@@ -138,6 +210,7 @@ impl Memory {
         r.map
             .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
         r.map.remove(&key);
+        r.taken.remove(&key);
         r.bytes = r.map.values().map(|(_, f)| f.len()).sum();
         while r.bytes + flags.len() > self.max_bytes {
             let Some(oldest) = r.map.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k) else {
@@ -149,16 +222,6 @@ impl Memory {
         }
         r.bytes += flags.len();
         r.map.insert(key, (now, flags));
-    }
-
-    #[cfg(test)]
-    /// Number of chunks remembered.
-    pub(crate) fn len(&self) -> usize {
-        self.chunks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map
-            .len()
     }
 }
 
@@ -174,7 +237,7 @@ mod tests {
         assert!(!m.contains(&key(0)));
         // A sustained 429 over a backlog of 1000 chunks of 1000 objects: every entry kept.
         for k in 0..1000 {
-            m.put(&key(k), vec![k % 2 == 0; 1000]);
+            m.put(&key(k), vec![k % 2 == 0; 1000]).unwrap();
         }
         assert_eq!(m.len(), 1000);
         assert!(m.contains(&key(0)) && m.contains(&key(999)) && !m.contains(&key(1000)));
@@ -208,6 +271,40 @@ mod tests {
         m.put_at(5, vec![true; 8], at(152));
         assert_eq!(taken(5, 8), Some(vec![true; 8]));
         assert_eq!(m.chunks.lock().unwrap().bytes, 0);
+    }
+
+    #[test]
+    fn a_restart_on_the_resume_file_resumes_as_the_process_would() {
+        let dir = std::env::temp_dir().join(format!("resume-memory-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("datadog.resume");
+        let _ = std::fs::remove_file(&path);
+        // A new process on the same file: what the last one left in it.
+        let restart = || {
+            let (file, saved, ignored) = ResumeFile::open(&path, "dd.0").unwrap();
+            assert_eq!(ignored, None);
+            Memory::with_file(file, saved)
+        };
+        let (a, b) = (b"chunk a".as_slice(), b"chunk b".as_slice());
+        let (ka, kb) = (ChunkKey::new("t", a), ChunkKey::new("t", b));
+        let flags = vec![true, false, true];
+        let m = restart();
+        m.put(&ka, flags.clone()).unwrap();
+        m.put(&kb, vec![false; 2]).unwrap();
+        // Killed while both wait for their retry.
+        let m = restart();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.take(&ChunkKey::new("t", a), 3), Some(flags.clone()));
+        // Killed while the retry of `a` is sending: its entry is still in the file.
+        let m = restart();
+        assert_eq!(m.take(&ChunkKey::new("t", a), 3), Some(flags.clone()));
+        m.done(&ChunkKey::new("t", a)).unwrap();
+        // The retry of `a` ended: only `b` is left.
+        let m = restart();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.take(&ChunkKey::new("t", a), 3), None);
+        assert_eq!(m.take(&ChunkKey::new("t", b), 2), Some(vec![false; 2]));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -185,6 +185,20 @@ pub(crate) enum Event<'a> {
     },
     /// The first flush that ran on Fluent Bit's engine thread (no `Workers`).
     OnEngineThread,
+    /// The resume file (`resume_file`) was opened at Init.
+    ResumeFileOpened {
+        /// Its path.
+        path: &'a std::path::Path,
+        /// The chunks handed back before the restart that it remembers.
+        chunks: usize,
+        /// Why what it held was set aside, if it was.
+        ignored: Option<&'a str>,
+    },
+    /// The resume file could not be written (the memory still holds the entries).
+    ResumeFileFailed {
+        /// The error, with the file's path.
+        error: &'a str,
+    },
     /// The instance stopped.
     Exited {
         /// Flushes still running at exit.
@@ -473,6 +487,35 @@ impl Events {
                 name,
                 "flushes run on Fluent Bit's engine thread, so each request blocks every input and output; set `Workers 1` (or more) on this [OUTPUT], unless the host hot-reloads: Fluent Bit 2.2 to 5.1.1 crash on a reload of a proxy output with `Workers` (README, Reload)",
             ),
+            Event::ResumeFileOpened {
+                path,
+                chunks,
+                ignored,
+            } => match ignored {
+                None => log::write(
+                    Level::Info,
+                    name,
+                    &format!(
+                        "resume_file {}: {chunks} chunk(s) handed back for a retry before the restart are remembered; their accepted logs are not sent again",
+                        path.display()
+                    ),
+                ),
+                Some(why) => log::write(
+                    Level::Warn,
+                    name,
+                    &format!(
+                        "resume_file {}: its contents are set aside ({why}); chunks retried after the restart are sent whole",
+                        path.display()
+                    ),
+                ),
+            },
+            Event::ResumeFileFailed { error } => {
+                limited(Level::Warn, "resume_file".into(), &|| {
+                    format!(
+                        "cannot write resume_file {error}; a restart after a kill will send the accepted logs of the chunks now waiting for a retry again"
+                    )
+                });
+            }
             Event::FlushPanicked => log::write(
                 Level::Error,
                 name,

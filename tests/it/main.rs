@@ -22,6 +22,7 @@ mod options_init;
 mod partial_records;
 mod properties;
 mod readme_options;
+mod resume_file;
 mod secrets;
 mod support;
 mod tls;

@@ -50,6 +50,16 @@ fn cases() -> Vec<(Value, &'static str, &'static str)> {
             "PEM",
         ),
         (with("max_concurrency", "0"), "max_concurrency", "1 to 64"),
+        (
+            with("resume_file", "/nonexistent/state"),
+            "resume_file",
+            "writable directory",
+        ),
+        (
+            with("resume_file", "/proc/datadog.resume"),
+            "resume_file",
+            "writable directory",
+        ),
     ]
 }
 

@@ -124,11 +124,13 @@ impl Memory {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let file = file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
         let (now, wall) = (Instant::now(), SystemTime::now());
         let entries: Vec<Saved> = {
             let r = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            // A chunk of which nothing was accepted is sent whole after a restart either way.
             (r.map.iter().chain(&r.taken))
+                .filter(|(_, (_, flags))| flags.contains(&true))
                 .map(|(&key, (at, flags))| Saved {
                     key,
                     at: wall - now.saturating_duration_since(*at),
@@ -290,8 +292,11 @@ mod tests {
         let flags = vec![true, false, true];
         let m = restart();
         m.put(&ka, flags.clone()).unwrap();
-        m.put(&kb, vec![false; 2]).unwrap();
-        // Killed while both wait for their retry.
+        m.put(&kb, vec![false, true]).unwrap();
+        // Nothing of `c` was accepted: a restart sends it whole either way, so it is not kept.
+        m.put(&ChunkKey::new("t", b"chunk c"), vec![false; 4])
+            .unwrap();
+        // Killed while all three wait for their retry.
         let m = restart();
         assert_eq!(m.len(), 2);
         assert_eq!(m.take(&ChunkKey::new("t", a), 3), Some(flags.clone()));
@@ -303,7 +308,7 @@ mod tests {
         let m = restart();
         assert_eq!(m.len(), 1);
         assert_eq!(m.take(&ChunkKey::new("t", a), 3), None);
-        assert_eq!(m.take(&ChunkKey::new("t", b), 2), Some(vec![false; 2]));
+        assert_eq!(m.take(&ChunkKey::new("t", b), 2), Some(vec![false, true]));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

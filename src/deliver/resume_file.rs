@@ -12,7 +12,7 @@
 //! Layout (little-endian): [`MAGIC`]; the name of the output that wrote it (u16 length, then
 //! its bytes: a file written by another `[OUTPUT]` is set aside, so that two outputs sharing
 //! one file by mistake never skip each other's logs); the number of entries (u32); per entry the chunk's key
-//! (u64, see `resume::ChunkKey`), when it was remembered (u64, ms since the Unix epoch), its
+//! (u64, see `resume::ChunkKey`), when it was remembered (u64, seconds since the Unix epoch), its
 //! object count (u32) and one bit per object, set when accepted; then a checksum (u64) of
 //! all that precedes it. A file whose magic or checksum does not match is ignored whole.
 
@@ -46,6 +46,9 @@ pub(crate) struct ResumeFile {
     tmp: PathBuf,
     /// The name of the output instance that owns it.
     owner: String,
+    /// The checksum of what was written last, so that the same contents are not written
+    /// again (a long outage hands back chunks of which nothing was accepted, over and over).
+    last: Option<u64>,
 }
 
 impl ResumeFile {
@@ -58,10 +61,11 @@ impl ResumeFile {
     ) -> Result<(ResumeFile, Vec<Saved>, Option<String>), String> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
-        let file = ResumeFile {
+        let mut file = ResumeFile {
             path: path.to_path_buf(),
             tmp: PathBuf::from(tmp),
             owner: owner.to_string(),
+            last: None,
         };
         let (saved, ignored) = match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
@@ -88,10 +92,17 @@ impl ResumeFile {
         &self.path
     }
 
-    /// Replaces the file's contents with `entries`.
-    pub(crate) fn save(&self, entries: &[Saved]) -> std::io::Result<()> {
-        std::fs::write(&self.tmp, encode(entries, &self.owner))?;
-        std::fs::rename(&self.tmp, &self.path)
+    /// Replaces the file's contents with `entries`, unless they are what it holds already.
+    pub(crate) fn save(&mut self, entries: &[Saved]) -> std::io::Result<()> {
+        let bytes = encode(entries, &self.owner);
+        let sum = checksum(&bytes);
+        if self.last == Some(sum) {
+            return Ok(());
+        }
+        std::fs::write(&self.tmp, bytes)?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.last = Some(sum);
+        Ok(())
     }
 }
 
@@ -103,12 +114,13 @@ pub(crate) fn encode(entries: &[Saved], owner: &str) -> Vec<u8> {
     out.extend(owner);
     out.extend((entries.len() as u32).to_le_bytes());
     for e in entries {
-        let ms =
+        // Whole seconds: the same entries give the same bytes from one save to the next.
+        let secs =
             e.at.duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
-                .as_millis() as u64;
+                .as_secs();
         out.extend(e.key.to_le_bytes());
-        out.extend(ms.to_le_bytes());
+        out.extend(secs.to_le_bytes());
         out.extend((e.flags.len() as u32).to_le_bytes());
         for bits in e.flags.chunks(8) {
             let byte = bits
@@ -155,7 +167,7 @@ pub(crate) fn decode(bytes: &[u8], owner: &str) -> Result<Vec<Saved>, String> {
     let mut out = Vec::new();
     for _ in 0..count {
         let key = u64_of(take(8)?);
-        let at = UNIX_EPOCH + Duration::from_millis(u64_of(take(8)?));
+        let at = UNIX_EPOCH + Duration::from_secs(u64_of(take(8)?));
         let n = u32_of(take(4)?) as usize;
         let bits = take(n.div_ceil(8))?;
         let flags = (0..n).map(|i| bits[i / 8] & (1 << (i % 8)) != 0).collect();
@@ -181,7 +193,7 @@ mod tests {
     fn entry(key: u64, n: usize) -> Saved {
         Saved {
             key,
-            at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123 + key),
+            at: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + key),
             flags: (0..n).map(|i| (i * 7 + key as usize) % 3 == 0).collect(),
         }
     }
@@ -219,11 +231,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state");
         let _ = std::fs::remove_file(&path);
-        let (file, saved, ignored) = ResumeFile::open(&path, "dd.0").unwrap();
+        let (mut file, saved, ignored) = ResumeFile::open(&path, "dd.0").unwrap();
         assert!(saved.is_empty() && ignored.is_none() && path.exists());
         file.save(&[entry(7, 10)]).unwrap();
         let (_, saved, _) = ResumeFile::open(&path, "dd.0").unwrap();
         assert_eq!(saved, vec![entry(7, 10)]);
+        // The same contents again are not written again.
+        std::fs::write(&path, b"moved aside").unwrap();
+        file.save(&[entry(7, 10)]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"moved aside");
+        file.save(&[entry(8, 10)]).unwrap();
+        assert_eq!(
+            ResumeFile::open(&path, "dd.0").unwrap().1,
+            vec![entry(8, 10)]
+        );
         std::fs::write(&path, b"garbage").unwrap();
         let (_, saved, ignored) = ResumeFile::open(&path, "dd.0").unwrap();
         assert!(saved.is_empty());

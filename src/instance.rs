@@ -14,7 +14,7 @@
 use crate::config::options::{Config, Destination, option};
 use crate::deliver::client::{self, Client};
 use crate::deliver::resume::{ChunkKey, Memory};
-use crate::deliver::resume_file::ResumeFile;
+use crate::deliver::resume_file::{Opened, ResumeFile};
 use crate::deliver::split::{self, Route};
 use crate::deliver::verdict::{self, Delivery, ErrorReason, FlushReport, RetryReason, Verdict};
 use crate::detect::{Resolver, SiteState};
@@ -92,14 +92,16 @@ impl Instance {
         let events = Arc::new(Events::new(name.clone(), ERROR_INTERVAL));
         let (memory, opened) = match &config.resume_file {
             None => (Memory::default(), None),
-            Some(path) => {
-                let (file, saved, ignored) = ResumeFile::open(path, &name).map_err(|e| {
-                    let accepted = option("resume_file").map_or("", |o| o.accepted);
-                    let path = path.display();
-                    format!("invalid option 'resume_file' = '{path}': accepted: {accepted}: {e}")
-                })?;
-                (Memory::with_file(file, saved), Some((path, ignored)))
-            }
+            Some(path) => match ResumeFile::open(path).map_err(|e| {
+                let accepted = option("resume_file").map_or("", |o| o.accepted);
+                let path = path.display();
+                format!("invalid option 'resume_file' = '{path}': accepted: {accepted}: {e}")
+            })? {
+                Opened::File(file, saved, ignored) => {
+                    (Memory::with_file(file, saved), Some((path, Ok(ignored))))
+                }
+                Opened::InUse => (Memory::default(), Some((path, Err(())))),
+            },
         };
         let destination = match resolver.state() {
             SiteState::Ready { url, .. } => url,
@@ -111,12 +113,14 @@ impl Instance {
             compress: &format!("{:?}", config.compression),
             roots,
         });
-        if let Some((path, ignored)) = opened {
-            events.emit(Event::ResumeFileOpened {
+        match opened {
+            Some((path, Ok(ignored))) => events.emit(Event::ResumeFileOpened {
                 path,
                 chunks: memory.len(),
                 ignored: ignored.as_deref(),
-            });
+            }),
+            Some((path, Err(()))) => events.emit(Event::ResumeFileInUse { path }),
+            None => {}
         }
         for line in config.warnings() {
             events.emit(Event::ConfigWarning { line: &line });

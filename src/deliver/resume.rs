@@ -7,6 +7,8 @@
 //! back, bounded by bytes and age; with `resume_file`, on disk too (see
 //! [`crate::deliver::resume_file`]), so that a restart after a kill resumes the same way.
 
+#[cfg(test)]
+use super::resume_file::Opened;
 use super::resume_file::{ResumeFile, Saved};
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -282,10 +284,9 @@ mod tests {
         let path = dir.join("datadog.resume");
         let _ = std::fs::remove_file(&path);
         // A new process on the same file: what the last one left in it.
-        let restart = || {
-            let (file, saved, ignored) = ResumeFile::open(&path, "dd.0").unwrap();
-            assert_eq!(ignored, None);
-            Memory::with_file(file, saved)
+        let restart = || match ResumeFile::open(&path).unwrap() {
+            Opened::File(file, saved, None) => Memory::with_file(file, saved),
+            other => panic!("{other:?}"),
         };
         let (a, b) = (b"chunk a".as_slice(), b"chunk b".as_slice());
         let (ka, kb) = (ChunkKey::new("t", a), ChunkKey::new("t", b));
@@ -297,14 +298,17 @@ mod tests {
         m.put(&ChunkKey::new("t", b"chunk c"), vec![false; 4])
             .unwrap();
         // Killed while all three wait for their retry.
+        drop(m);
         let m = restart();
         assert_eq!(m.len(), 2);
         assert_eq!(m.take(&ChunkKey::new("t", a), 3), Some(flags.clone()));
         // Killed while the retry of `a` is sending: its entry is still in the file.
+        drop(m);
         let m = restart();
         assert_eq!(m.take(&ChunkKey::new("t", a), 3), Some(flags.clone()));
         m.done(&ChunkKey::new("t", a)).unwrap();
         // The retry of `a` ended: only `b` is left.
+        drop(m);
         let m = restart();
         assert_eq!(m.len(), 1);
         assert_eq!(m.take(&ChunkKey::new("t", a), 3), None);

@@ -9,9 +9,11 @@
 //! (SIGKILL, OOM), not a power loss. It is advisory: when it cannot be read or written, the
 //! chunks are sent whole again, which duplicates logs but loses none.
 //!
-//! Layout (little-endian): [`MAGIC`]; the name of the output that wrote it (u16 length, then
-//! its bytes: a file written by another `[OUTPUT]` is set aside, so that two outputs sharing
-//! one file by mistake never skip each other's logs); the number of entries (u32); per entry the chunk's key
+//! One file serves one `[OUTPUT]`: a second instance of the process that names a file in use
+//! runs without one (see [`Opened::InUse`]), so that two outputs never skip each other's
+//! logs. (Processes are not locked against each other.)
+//!
+//! Layout (little-endian): [`MAGIC`]; the number of entries (u32); per entry the chunk's key
 //! (u64, see `resume::ChunkKey`), when it was remembered (u64, seconds since the Unix epoch), its
 //! object count (u32) and one bit per object, set when accepted; then a checksum (u64) of
 //! all that precedes it. A file whose magic or checksum does not match is ignored whole.
@@ -19,6 +21,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The first bytes of a resume file, with its layout's version.
@@ -27,6 +30,20 @@ pub(crate) const MAGIC: &[u8] = b"fluent-bit-datadog resume 1\n";
 /// Most bytes read from a resume file: the memory's bound of flags (`resume::MEMORY_BYTES`,
 /// 64 MiB) as bits, and room for the entries' headers.
 const MAX_FILE: u64 = 9 << 20;
+
+/// The resume files open in this process (a hot reload's new instance opens its file after
+/// the old one let it go).
+static OPEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// What opening a resume file gave.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    /// The file, what it holds (nothing when it did not exist yet), and why what it held
+    /// was set aside, if it was (damaged, or of another layout).
+    File(ResumeFile, Vec<Saved>, Option<String>),
+    /// Another instance of this process has it open.
+    InUse,
+}
 
 /// One remembered chunk, as saved and loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,27 +61,28 @@ pub(crate) struct Saved {
 pub(crate) struct ResumeFile {
     path: PathBuf,
     tmp: PathBuf,
-    /// The name of the output instance that owns it.
-    owner: String,
     /// The checksum of what was written last, so that the same contents are not written
     /// again (a long outage hands back chunks of which nothing was accepted, over and over).
     last: Option<u64>,
 }
 
 impl ResumeFile {
-    /// The file at `path` of the output instance named `owner`, with what it holds (nothing when it does not exist yet). Fails
-    /// when its directory cannot be written or the file cannot be read; a file of another
-    /// layout or damaged is set aside as empty (the second value says why).
-    pub(crate) fn open(
-        path: &Path,
-        owner: &str,
-    ) -> Result<(ResumeFile, Vec<Saved>, Option<String>), String> {
+    /// The file at `path`, unless another instance has it open. Fails when its directory
+    /// cannot take the file or the file cannot be read.
+    pub(crate) fn open(path: &Path) -> Result<Opened, String> {
+        {
+            let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+            if open.iter().any(|p| p == path) {
+                return Ok(Opened::InUse);
+            }
+            open.push(path.to_path_buf());
+        }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
+        // From here on, dropping `file` (an error included) lets the path go.
         let mut file = ResumeFile {
             path: path.to_path_buf(),
             tmp: PathBuf::from(tmp),
-            owner: owner.to_string(),
             last: None,
         };
         let (saved, ignored) = match std::fs::metadata(path) {
@@ -76,7 +94,7 @@ impl ResumeFile {
             ),
             Ok(_) => {
                 let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-                match decode(&bytes, owner) {
+                match decode(&bytes) {
                     Ok(saved) => (saved, None),
                     Err(why) => (Vec::new(), Some(why)),
                 }
@@ -84,7 +102,7 @@ impl ResumeFile {
         };
         // Written once now, so that a directory that cannot take the file fails Init.
         file.save(&saved).map_err(|e| e.to_string())?;
-        Ok((file, saved, ignored))
+        Ok(Opened::File(file, saved, ignored))
     }
 
     /// The file's path.
@@ -94,7 +112,7 @@ impl ResumeFile {
 
     /// Replaces the file's contents with `entries`, unless they are what it holds already.
     pub(crate) fn save(&mut self, entries: &[Saved]) -> std::io::Result<()> {
-        let bytes = encode(entries, &self.owner);
+        let bytes = encode(entries);
         let sum = checksum(&bytes);
         if self.last == Some(sum) {
             return Ok(());
@@ -106,12 +124,16 @@ impl ResumeFile {
     }
 }
 
-/// The file's bytes for `entries` of the output named `owner`.
-pub(crate) fn encode(entries: &[Saved], owner: &str) -> Vec<u8> {
+impl Drop for ResumeFile {
+    fn drop(&mut self) {
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|p| p != &self.path);
+    }
+}
+
+/// The file's bytes for `entries`.
+pub(crate) fn encode(entries: &[Saved]) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
-    let owner = &owner.as_bytes()[..owner.len().min(u16::MAX as usize)];
-    out.extend((owner.len() as u16).to_le_bytes());
-    out.extend(owner);
     out.extend((entries.len() as u32).to_le_bytes());
     for e in entries {
         // Whole seconds: the same entries give the same bytes from one save to the next.
@@ -135,9 +157,8 @@ pub(crate) fn encode(entries: &[Saved], owner: &str) -> Vec<u8> {
     out
 }
 
-/// The entries of a file's bytes written for the output named `owner`, or why they cannot be
-/// trusted.
-pub(crate) fn decode(bytes: &[u8], owner: &str) -> Result<Vec<Saved>, String> {
+/// The entries of a file's bytes, or why they cannot be trusted.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Saved>, String> {
     let body = bytes
         .strip_prefix(MAGIC)
         .ok_or("not a resume file of this version")?;
@@ -155,14 +176,6 @@ pub(crate) fn decode(bytes: &[u8], owner: &str) -> Result<Vec<Saved>, String> {
     };
     let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or_default());
     let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
-    let len = take(2)?;
-    let written_by = take(usize::from(u16::from_le_bytes([len[0], len[1]])))?;
-    if written_by != owner.as_bytes() {
-        return Err(format!(
-            "written by output '{}', not this one",
-            String::from_utf8_lossy(written_by)
-        ));
-    }
     let count = u32_of(take(4)?);
     let mut out = Vec::new();
     for _ in 0..count {
@@ -205,24 +218,29 @@ mod tests {
             vec![entry(1, 0)],
             vec![entry(2, 1000), entry(3, 9), entry(4, 8)],
         ] {
-            assert_eq!(decode(&encode(&entries, "dd.0"), "dd.0"), Ok(entries));
+            assert_eq!(decode(&encode(&entries)), Ok(entries));
         }
     }
 
     #[test]
     fn a_damaged_or_foreign_file_is_not_trusted() {
-        let good = encode(&[entry(5, 1000), entry(6, 3)], "dd.0");
+        let good = encode(&[entry(5, 1000), entry(6, 3)]);
         // Every byte flipped, and every length cut short: never taken for entries.
         for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x10;
-            assert!(decode(&bad, "dd.0").is_err(), "byte {at} flipped");
-            assert!(decode(&good[..at], "dd.0").is_err(), "cut at {at}");
+            assert!(decode(&bad).is_err(), "byte {at} flipped");
+            assert!(decode(&good[..at]).is_err(), "cut at {at}");
         }
-        assert!(decode(b"{}", "dd.0").is_err());
-        // Another output's file: set aside, whatever it holds.
-        let why = decode(&good, "dd.1").unwrap_err();
-        assert!(why.contains("written by output 'dd.0'"), "{why}");
+        assert!(decode(b"{}").is_err());
+    }
+
+    /// Opens `path`, which no other instance has open.
+    fn opened(path: &Path) -> (ResumeFile, Vec<Saved>, Option<String>) {
+        match ResumeFile::open(path).unwrap() {
+            Opened::File(file, saved, ignored) => (file, saved, ignored),
+            Opened::InUse => panic!("{} in use", path.display()),
+        }
     }
 
     #[test]
@@ -231,25 +249,30 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state");
         let _ = std::fs::remove_file(&path);
-        let (mut file, saved, ignored) = ResumeFile::open(&path, "dd.0").unwrap();
+        let (mut file, saved, ignored) = opened(&path);
         assert!(saved.is_empty() && ignored.is_none() && path.exists());
+        // One instance at a time: a second one gets none.
+        assert!(matches!(ResumeFile::open(&path), Ok(Opened::InUse)));
         file.save(&[entry(7, 10)]).unwrap();
-        let (_, saved, _) = ResumeFile::open(&path, "dd.0").unwrap();
-        assert_eq!(saved, vec![entry(7, 10)]);
         // The same contents again are not written again.
         std::fs::write(&path, b"moved aside").unwrap();
         file.save(&[entry(7, 10)]).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"moved aside");
         file.save(&[entry(8, 10)]).unwrap();
-        assert_eq!(
-            ResumeFile::open(&path, "dd.0").unwrap().1,
-            vec![entry(8, 10)]
-        );
+        drop(file);
+        // Let go: the next instance (a reload's, a restart's) reads what it holds.
+        let (file, saved, _) = opened(&path);
+        assert_eq!(saved, vec![entry(8, 10)]);
+        drop(file);
         std::fs::write(&path, b"garbage").unwrap();
-        let (_, saved, ignored) = ResumeFile::open(&path, "dd.0").unwrap();
+        let (file, saved, ignored) = opened(&path);
         assert!(saved.is_empty());
         assert!(ignored.unwrap().contains("not a resume file"));
-        assert!(ResumeFile::open(&dir.join("no-such-dir/state"), "dd.0").is_err());
+        drop(file);
+        let missing = dir.join("no-such-dir/state");
+        assert!(ResumeFile::open(&missing).is_err());
+        // A failed open lets the path go too.
+        assert!(ResumeFile::open(&missing).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

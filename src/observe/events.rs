@@ -194,6 +194,11 @@ pub(crate) enum Event<'a> {
         /// Why what it held was set aside, if it was.
         ignored: Option<&'a str>,
     },
+    /// The resume file (`resume_file`) is open in another instance of this process.
+    ResumeFileInUse {
+        /// Its path.
+        path: &'a std::path::Path,
+    },
     /// The resume file could not be written (the memory still holds the entries).
     ResumeFileFailed {
         /// The error, with the file's path.
@@ -509,6 +514,14 @@ impl Events {
                     ),
                 ),
             },
+            Event::ResumeFileInUse { path } => log::write(
+                Level::Warn,
+                name,
+                &format!(
+                    "resume_file {} is already used by another [OUTPUT] of this process: this one keeps its memory of retried chunks in the process only; give each [OUTPUT] its own file",
+                    path.display()
+                ),
+            ),
             Event::ResumeFileFailed { error } => {
                 limited(Level::Warn, "resume_file".into(), &|| {
                     format!(

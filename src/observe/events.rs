@@ -497,11 +497,19 @@ impl Events {
                 chunks,
                 ignored,
             } => match ignored {
+                None if chunks == 0 => log::write(
+                    Level::Info,
+                    name,
+                    &format!(
+                        "resume_file {}: no chunk waiting for a retry from before this start",
+                        path.display()
+                    ),
+                ),
                 None => log::write(
                     Level::Info,
                     name,
                     &format!(
-                        "resume_file {}: {chunks} chunk(s) handed back for a retry before the restart are remembered; their accepted logs are not sent again",
+                        "resume_file {}: {chunks} chunk(s) handed back for a retry before this start (a restart or a reload) are remembered; their accepted logs are not sent again",
                         path.display()
                     ),
                 ),

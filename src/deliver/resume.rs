@@ -317,6 +317,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_cannot_be_written_is_an_error_and_the_memory_goes_on() {
+        let dir = std::env::temp_dir().join(format!("resume-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("datadog.resume");
+        let Ok(Opened::File(file, saved, _)) = ResumeFile::open(&path) else {
+            panic!("open");
+        };
+        let m = Memory::with_file(file, saved);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let key = ChunkKey::new("t", b"chunk");
+        let err = m.put(&key, vec![true, false]).unwrap_err();
+        assert!(err.contains("datadog.resume"), "{err}");
+        assert_eq!(m.take(&key, 2), Some(vec![true, false]));
+    }
+
+    #[test]
     fn the_key_depends_on_tag_and_bytes() {
         let k = |t, d| ChunkKey::new(t, d).hash();
         assert_eq!(k("a", b"xy"), k("a", b"xy"));

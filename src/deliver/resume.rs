@@ -213,6 +213,8 @@ impl Memory {
         let ttl = self.ttl;
         r.map
             .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
+        r.taken
+            .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
         r.map.remove(&key);
         r.taken.remove(&key);
         r.bytes = r.map.values().map(|(_, f)| f.len()).sum();

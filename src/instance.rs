@@ -11,7 +11,7 @@
 //! for its retry, asks auto-detection where a key refused with 403 is valid, and emits
 //! the events that write the lines.
 
-use crate::config::options::{Config, Destination, option};
+use crate::config::options::{Config, Destination, OptionError, option};
 use crate::deliver::client::{self, Client};
 use crate::deliver::resume::{ChunkKey, Memory};
 use crate::deliver::resume_file::{Opened, ResumeFile};
@@ -94,8 +94,12 @@ impl Instance {
             None => (Memory::default(), None),
             Some(path) => match ResumeFile::open(path).map_err(|e| {
                 let accepted = option("resume_file").map_or("", |o| o.accepted);
-                let path = path.display();
-                format!("invalid option 'resume_file' = '{path}': accepted: {accepted}: {e}")
+                OptionError {
+                    option: "resume_file".into(),
+                    value: format!("'{}'", path.display()),
+                    accepted: format!("{accepted}: {e}"),
+                }
+                .to_string()
             })? {
                 Opened::File(file, saved, ignored) => {
                     (Memory::with_file(file, saved), Some((path, Ok(ignored))))
